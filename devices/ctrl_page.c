@@ -1,0 +1,61 @@
+/* Control page: boot marker (guest userspace is up) and exit-status register. */
+#include "devices.h"
+#include "layout.h"
+#include "log.h"
+
+#include <stdio.h>
+
+#define BOOT_MARKER_MAGIC 123
+
+static double ms_since(const struct timespec *a, const struct timespec *b)
+{
+    return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
+}
+
+static void marker_write(void *opaque, uint64_t offset, const uint8_t *data, uint32_t len)
+{
+    struct ctrl_page *cp = opaque;
+    struct timespec now, cpu;
+
+    (void)offset;
+    if (len < 1 || data[0] != BOOT_MARKER_MAGIC || cp->booted)
+        return;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
+    cp->booted = 1;
+    cp->boot_ms = ms_since(&cp->start_wall, &now);
+    cp->boot_cpu_ms = (double)cpu.tv_sec * 1e3 + (double)cpu.tv_nsec / 1e6;
+    if (cp->boot_timer)
+        log_info("boot-timer: guest userspace started %.1f ms after ember started "
+                 "(%.1f ms ember CPU time)",
+                 cp->boot_ms, cp->boot_cpu_ms);
+    if (cp->on_boot)
+        cp->on_boot(cp->on_boot_opaque);
+}
+
+static void status_write(void *opaque, uint64_t offset, const uint8_t *data, uint32_t len)
+{
+    struct ctrl_page *cp = opaque;
+
+    (void)offset;
+    if (len >= 1)
+        cp->vm->exit_status = data[0];
+}
+
+static const struct bus_ops marker_ops = {.write = marker_write};
+static const struct bus_ops status_ops = {.write = status_write};
+
+int ctrl_page_init(struct ctrl_page *cp, struct vm *vm, int boot_timer,
+                   const struct timespec *start_wall)
+{
+    int err;
+
+    cp->vm = vm;
+    cp->boot_timer = boot_timer;
+    cp->start_wall = *start_wall;
+    cp->booted = 0;
+    err = bus_register(&vm->mmio, BOOT_MARKER_GPA, 8, &marker_ops, cp, "boot-marker");
+    if (!err)
+        err = bus_register(&vm->mmio, EXIT_STATUS_GPA, 8, &status_ops, cp, "exit-status");
+    return err;
+}

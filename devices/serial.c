@@ -1,0 +1,215 @@
+/* 8250/16550A UART on COM1: transmit to the console, receive from stdin, interrupts. */
+#include "devices.h"
+#include "log.h"
+
+#include <string.h>
+#include <unistd.h>
+
+#define UART_IER_RDI  0x01 /* receive data available */
+#define UART_IER_THRI 0x02 /* transmitter holding register empty */
+#define UART_IIR_NO_INT 0x01
+#define UART_IIR_THRI   0x02
+#define UART_IIR_RDI    0x04
+#define UART_IIR_FIFO   0xc0
+#define UART_FCR_ENABLE 0x01
+#define UART_FCR_CLEAR_RCVR 0x02
+#define UART_LCR_DLAB 0x80
+#define UART_MCR_DTR  0x01
+#define UART_MCR_RTS  0x02
+#define UART_MCR_OUT1 0x04
+#define UART_MCR_OUT2 0x08
+#define UART_MCR_LOOP 0x10
+#define UART_LSR_DR   0x01
+#define UART_LSR_THRE 0x20
+#define UART_LSR_TEMT 0x40
+#define UART_MSR_CTS  0x10
+#define UART_MSR_DSR  0x20
+#define UART_MSR_RI   0x40
+#define UART_MSR_DCD  0x80
+
+static unsigned rx_count(const struct serial *s)
+{
+    return s->rx_head - s->rx_tail;
+}
+
+/* Raise the line while an enabled interrupt is pending (an edge for the IOAPIC). */
+static void update_irq(struct serial *s)
+{
+    uint8_t iir = UART_IIR_NO_INT;
+    int level;
+
+    if ((s->ier & UART_IER_RDI) && rx_count(s))
+        iir = UART_IIR_RDI;
+    else if ((s->ier & UART_IER_THRI) && s->thri_pending)
+        iir = UART_IIR_THRI;
+    s->iir = iir;
+    level = iir != UART_IIR_NO_INT;
+    if (level != s->irq_level) {
+        s->irq_level = level;
+        vm_irq_line(s->vm, s->irq, level);
+    }
+}
+
+static void rx_push(struct serial *s, uint8_t ch)
+{
+    if (rx_count(s) < SERIAL_RX_SIZE)
+        s->rx[s->rx_head++ % SERIAL_RX_SIZE] = ch;
+}
+
+size_t serial_rx_room(struct serial *s)
+{
+    size_t room;
+
+    pthread_mutex_lock(&s->vm->pio.lock);
+    room = SERIAL_RX_SIZE - rx_count(s);
+    pthread_mutex_unlock(&s->vm->pio.lock);
+    return room;
+}
+
+/* Console input, from the event loop thread. */
+static size_t serial_input(void *opaque, const uint8_t *buf, size_t n)
+{
+    struct serial *s = opaque;
+    size_t i;
+
+    pthread_mutex_lock(&s->vm->pio.lock);
+    for (i = 0; i < n && rx_count(s) < SERIAL_RX_SIZE; i++)
+        rx_push(s, buf[i]);
+    update_irq(s);
+    pthread_mutex_unlock(&s->vm->pio.lock);
+    return i;
+}
+
+static void serial_tx(struct serial *s, uint8_t ch)
+{
+    if (s->mcr & UART_MCR_LOOP) {
+        rx_push(s, ch);
+    } else {
+        /* The ring may block on a slow reader: never hold the bus lock while it does. */
+        pthread_mutex_unlock(&s->vm->pio.lock);
+        console_write(s->con, &ch, 1);
+        pthread_mutex_lock(&s->vm->pio.lock);
+    }
+    s->thri_pending = 1; /* transmitted at once: the holding register is empty again */
+}
+
+static uint8_t read_msr(const struct serial *s)
+{
+    uint8_t mcr = s->mcr;
+
+    if (!(mcr & UART_MCR_LOOP))
+        return s->msr;
+    /* Loopback: the modem inputs follow the modem outputs (Linux probes this). */
+    return (uint8_t)(((mcr & UART_MCR_RTS) ? UART_MSR_CTS : 0) |
+                     ((mcr & UART_MCR_DTR) ? UART_MSR_DSR : 0) |
+                     ((mcr & UART_MCR_OUT1) ? UART_MSR_RI : 0) |
+                     ((mcr & UART_MCR_OUT2) ? UART_MSR_DCD : 0));
+}
+
+static void serial_read(void *opaque, uint64_t offset, uint8_t *data, uint32_t len)
+{
+    struct serial *s = opaque;
+    uint8_t v = 0;
+
+    if (len != 1)
+        return;
+    switch (offset) {
+    case 0:
+        if (s->lcr & UART_LCR_DLAB) {
+            v = s->dll;
+        } else if (rx_count(s)) {
+            v = s->rx[s->rx_tail++ % SERIAL_RX_SIZE];
+            if (rx_count(s) == 0 && s->rx_wake_fd >= 0) {
+                uint64_t one = 1;
+                (void)!write(s->rx_wake_fd, &one, sizeof(one));
+            }
+        }
+        break;
+    case 1:
+        v = (s->lcr & UART_LCR_DLAB) ? s->dlm : s->ier;
+        break;
+    case 2:
+        v = s->iir | ((s->fcr & UART_FCR_ENABLE) ? UART_IIR_FIFO : 0);
+        if (s->iir == UART_IIR_THRI)
+            s->thri_pending = 0; /* reading IIR acknowledges THRE */
+        break;
+    case 3:
+        v = s->lcr;
+        break;
+    case 4:
+        v = s->mcr;
+        break;
+    case 5:
+        v = UART_LSR_THRE | UART_LSR_TEMT | (rx_count(s) ? UART_LSR_DR : 0);
+        break;
+    case 6:
+        v = read_msr(s);
+        break;
+    case 7:
+        v = s->scr;
+        break;
+    }
+    data[0] = v;
+    update_irq(s);
+}
+
+static void serial_write(void *opaque, uint64_t offset, const uint8_t *data, uint32_t len)
+{
+    struct serial *s = opaque;
+    uint8_t v = data[0];
+
+    if (len != 1)
+        return;
+    switch (offset) {
+    case 0:
+        if (s->lcr & UART_LCR_DLAB)
+            s->dll = v;
+        else
+            serial_tx(s, v);
+        break;
+    case 1:
+        if (s->lcr & UART_LCR_DLAB) {
+            s->dlm = v;
+        } else {
+            /* Enabling THRI with an empty holding register raises it at once. */
+            if ((v & UART_IER_THRI) && !(s->ier & UART_IER_THRI))
+                s->thri_pending = 1;
+            s->ier = v & 0x0f;
+        }
+        break;
+    case 2:
+        s->fcr = v;
+        if (v & UART_FCR_CLEAR_RCVR)
+            s->rx_tail = s->rx_head;
+        break;
+    case 3:
+        s->lcr = v;
+        break;
+    case 4:
+        s->mcr = v & 0x1f;
+        break;
+    case 7:
+        s->scr = v;
+        break;
+    default: /* LSR and MSR are read-only */
+        break;
+    }
+    update_irq(s);
+}
+
+static const struct bus_ops serial_ops = {.read = serial_read, .write = serial_write};
+
+int serial_init(struct serial *s, struct vm *vm, struct console *con, uint16_t port,
+                uint32_t irq, int rx_wake_fd)
+{
+    memset(s, 0, sizeof(*s));
+    s->vm = vm;
+    s->con = con;
+    s->irq = irq;
+    s->iir = UART_IIR_NO_INT;
+    s->msr = UART_MSR_DCD | UART_MSR_DSR | UART_MSR_CTS;
+    s->rx_wake_fd = rx_wake_fd;
+    con->input = serial_input;
+    con->input_opaque = s;
+    return bus_register(&vm->pio, port, 8, &serial_ops, s, "serial");
+}

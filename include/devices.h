@@ -1,0 +1,50 @@
+/* Legacy and platform devices of the x86 microVM: 8250 UART, i8042, control page, pvpanic,
+ * ACPI sleep control. */
+#ifndef EMBER_DEVICES_H
+#define EMBER_DEVICES_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include "console.h"
+#include "vm.h"
+
+#define SERIAL_RX_SIZE 1024
+
+struct serial {
+    struct vm *vm;
+    struct console *con;
+    uint32_t irq;
+    int irq_level;
+    uint8_t ier, iir, lcr, mcr, lsr, msr, scr, dll, dlm, fcr;
+    int thri_pending; /* transmitter-empty interrupt waiting to be seen */
+    uint8_t rx[SERIAL_RX_SIZE];
+    unsigned rx_head, rx_tail; /* free-running */
+    int rx_wake_fd;            /* eventfd: the guest drained input, read stdin again */
+};
+
+int serial_init(struct serial *s, struct vm *vm, struct console *con, uint16_t port,
+                uint32_t irq, int rx_wake_fd);
+/* Room for more input; the event loop reads stdin only while there is some. */
+size_t serial_rx_room(struct serial *s);
+
+int i8042_init(struct vm *vm);
+int pvpanic_init(struct vm *vm, uint16_t port);
+int acpi_pm_init(struct vm *vm, uint16_t sleep_ctl_port, uint16_t sleep_sts_port);
+
+/* Control page at CTRL_PAGE_GPA: boot marker (+0, the guest writes 123 once userspace
+ * runs) and exit status (+8, one byte: ember exits with it when the guest powers off). */
+struct ctrl_page {
+    struct vm *vm;
+    int boot_timer;                /* print the boot time when the marker arrives */
+    struct timespec start_wall;    /* ember's own start, CLOCK_MONOTONIC */
+    int booted;
+    double boot_ms, boot_cpu_ms;   /* when the marker arrived */
+    void (*on_boot)(void *opaque); /* e.g. the control socket's BOOT_COMPLETE event */
+    void *on_boot_opaque;
+};
+
+int ctrl_page_init(struct ctrl_page *cp, struct vm *vm, int boot_timer,
+                   const struct timespec *start_wall);
+
+#endif

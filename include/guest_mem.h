@@ -1,0 +1,40 @@
+/* Guest-physical memory: the one checked accessor every component uses. */
+#ifndef EMBER_GUEST_MEM_H
+#define EMBER_GUEST_MEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define GUEST_MEM_MAX_REGIONS 2
+
+struct guest_region {
+    uint64_t gpa;  /* first guest-physical address */
+    uint64_t size; /* bytes */
+    uint8_t *host; /* host mapping of the region */
+};
+
+struct guest_mem {
+    struct guest_region region[GUEST_MEM_MAX_REGIONS];
+    int nr_regions;
+    uint64_t ram_size; /* sum of region sizes */
+    void *mapping;     /* one anonymous mapping backing every region */
+    size_t mapping_size;
+};
+
+/* Map ram_size bytes of guest RAM, split around the 32-bit MMIO hole when large.
+ * Returns 0 or -errno. */
+int guest_mem_init(struct guest_mem *gm, uint64_t ram_size, int hugepages);
+void guest_mem_free(struct guest_mem *gm);
+
+/* Host pointer for [gpa, gpa+len) if the whole range lies inside one RAM region,
+ * else NULL. Overflow-safe; len 0 is allowed (returns a pointer if gpa is in RAM). */
+void *guest_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
+
+/* Copy to/from guest memory; -EFAULT if any byte is outside RAM. */
+int guest_read(const struct guest_mem *gm, uint64_t gpa, void *dst, size_t len);
+int guest_write(const struct guest_mem *gm, uint64_t gpa, const void *src, size_t len);
+
+/* Top of the RAM that lies below the MMIO hole (for e820 and loaders). */
+uint64_t guest_mem_low_end(const struct guest_mem *gm);
+
+#endif

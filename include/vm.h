@@ -1,0 +1,76 @@
+/* The virtual machine: KVM handles, guest memory, buses, vCPU threads and why it stopped. */
+#ifndef EMBER_VM_H
+#define EMBER_VM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "bus.h"
+#include "guest_mem.h"
+#include "loader.h"
+
+#define VM_MAX_CPUS 64
+
+/* Why the VM stopped; mapped to ember's exit code by the caller. */
+enum vm_stop_reason {
+    STOP_NONE = 0,
+    STOP_POWEROFF,      /* guest powered off (ACPI sleep state 5) */
+    STOP_RESET,         /* guest asked for a reset (i8042, triple fault) */
+    STOP_PANIC,         /* pvpanic: guest kernel panicked */
+    STOP_CRASH,         /* KVM could not go on running the guest (internal error, bad entry) */
+    STOP_SIGNAL,        /* host signal (SIGINT, SIGTERM, SIGHUP) */
+    STOP_ERROR,         /* ember itself failed while running */
+};
+
+struct vm;
+
+struct vcpu {
+    struct vm *vm;
+    int index;
+    int fd;
+    struct kvm_run *run;
+    size_t run_size;
+    pthread_t thread;
+    int thread_started;
+    atomic_ulong exits[32]; /* per KVM exit reason, for metrics */
+};
+
+struct vm {
+    int kvm_fd;
+    int vm_fd;
+    int ncpus;
+    struct guest_mem mem;
+    struct bus pio;
+    struct bus mmio;
+    struct vcpu vcpu[VM_MAX_CPUS];
+    struct boot_setup boot;
+
+    atomic_int stopping;          /* set once: every vCPU leaves KVM_RUN and its thread ends */
+    atomic_int stop_reason;       /* enum vm_stop_reason of the first stop request */
+    int wake_fd;                  /* eventfd the main loop waits on for stop requests */
+    int exit_status;              /* value written to the exit-status device, or -1 */
+    int stop_signal;              /* signal number for STOP_SIGNAL */
+};
+
+/* /dev/kvm: open, check the API version and every capability ember needs. -errno. */
+int kvm_open(void);
+
+/* Create the VM: KVM VM, in-kernel irqchip and PIT, TSS, guest RAM of ram_size bytes. */
+int vm_create(struct vm *vm, int kvm_fd, uint64_t ram_size, int ncpus, int hugepages);
+void vm_destroy(struct vm *vm);
+
+/* Create the vCPUs and set their registers for the loaded kernel (vm->boot). */
+int vm_create_vcpus(struct vm *vm);
+/* Start one thread per vCPU. */
+int vm_start(struct vm *vm);
+/* Ask every vCPU to stop (any thread, async-signal-unsafe: not from signal handlers).
+ * The first reason wins. */
+void vm_request_stop(struct vm *vm, enum vm_stop_reason reason);
+/* Wait for every vCPU thread to end. */
+void vm_join(struct vm *vm);
+
+/* Trigger a GSI edge (for legacy devices raising their line). */
+int vm_irq_line(struct vm *vm, uint32_t gsi, int level);
+
+#endif

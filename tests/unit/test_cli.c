@@ -1,0 +1,88 @@
+/* Unit tests for `ember run` flag parsing: sizes, ranges, guest arguments, errors. */
+#include "check.h"
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+
+static int parse(struct vm_config *cfg, char **argv)
+{
+    int argc = 0;
+
+    while (argv[argc])
+        argc++;
+    config_defaults(cfg);
+    return cli_parse_run(argc, argv, cfg);
+}
+
+int main(void)
+{
+    struct vm_config cfg;
+    uint64_t v = 0;
+
+    CHECK_EQ(parse_size("512M", &v), 0);
+    CHECK_EQ(v, 512ULL << 20);
+    CHECK_EQ(parse_size("2G", &v), 0);
+    CHECK_EQ(v, 2ULL << 30);
+    CHECK_EQ(parse_size("2GiB", &v), 0);
+    CHECK_EQ(v, 2ULL << 30);
+    CHECK_EQ(parse_size("1024", &v), 0);
+    CHECK_EQ(v, 1024ULL << 20);
+    CHECK_EQ(parse_size("64k", &v), 0);
+    CHECK_EQ(v, 64ULL << 10);
+    CHECK_EQ(parse_size("", &v), -EINVAL);
+    CHECK_EQ(parse_size("-1G", &v), -EINVAL);
+    CHECK_EQ(parse_size("12X", &v), -EINVAL);
+    CHECK_EQ(parse_size("G", &v), -EINVAL);
+    CHECK_EQ(parse_size("99999999999999999999", &v), -ERANGE);
+    CHECK_EQ(parse_size("17179869184T", &v), -ERANGE);
+
+    {
+        char *a[] = {"run", "--kernel", "k", "--cpus", "4", "--memory", "1G", "--boot-timer",
+                     "--", "sh", "-c", "exit 3", NULL};
+        CHECK_EQ(parse(&cfg, a), 0);
+        CHECK(strcmp(cfg.kernel, "k") == 0);
+        CHECK_EQ(cfg.cpus, 4);
+        CHECK_EQ(cfg.memory, 1ULL << 30);
+        CHECK_EQ(cfg.boot_timer, 1);
+        CHECK_EQ(cfg.nr_init_args, 3);
+        CHECK(strcmp(cfg.init_args[2], "exit 3") == 0);
+    }
+    {
+        /* Options of the guest command after -- are not ember's. */
+        char *a[] = {"run", "--kernel", "k", "--", "ls", "--cpus", NULL};
+        CHECK_EQ(parse(&cfg, a), 0);
+        CHECK_EQ(cfg.cpus, CONFIG_DEFAULT_CPUS);
+        CHECK_EQ(cfg.nr_init_args, 2);
+    }
+    {
+        char *a[] = {"run", "--kernel", "k", "--on-reboot", "restart", "--console", "none",
+                     NULL};
+        CHECK_EQ(parse(&cfg, a), 0);
+        CHECK_EQ(cfg.on_reboot, ON_REBOOT_RESTART);
+        CHECK_EQ(cfg.console, CONSOLE_KIND_NONE);
+    }
+    {
+        char *a1[] = {"run", "--kernel", "k", "--cpus", "0", NULL};
+        char *a2[] = {"run", "--kernel", "k", "--cpus", "65", NULL};
+        char *a3[] = {"run", "--kernel", "k", "--memory", "1M", NULL};
+        char *a4[] = {"run", "--kernel", "k", "--memory", "lots", NULL};
+        char *a5[] = {"run", "--cpus", "2", NULL};
+        char *a6[] = {"run", "--kernel", "k", "--bogus", NULL};
+        char *a7[] = {"run", "--kernel", NULL};
+        char *a8[] = {"run", "--kernel", "k", "stray", NULL};
+        char *a9[] = {"run", "--kernel", "k", "--console", "tty9", NULL};
+        char *a10[] = {"run", "--kernel", "k", "--cpus", "2x", NULL};
+        CHECK_EQ(parse(&cfg, a1), -EINVAL);
+        CHECK_EQ(parse(&cfg, a2), -EINVAL);
+        CHECK_EQ(parse(&cfg, a3), -EINVAL);
+        CHECK_EQ(parse(&cfg, a4), -EINVAL);
+        CHECK_EQ(parse(&cfg, a5), -EINVAL);
+        CHECK_EQ(parse(&cfg, a6), -EINVAL);
+        CHECK_EQ(parse(&cfg, a7), -EINVAL);
+        CHECK_EQ(parse(&cfg, a8), -EINVAL);
+        CHECK_EQ(parse(&cfg, a9), -EINVAL);
+        CHECK_EQ(parse(&cfg, a10), -EINVAL);
+    }
+    return check_done("cli");
+}

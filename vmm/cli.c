@@ -1,0 +1,235 @@
+/* `ember run` command-line parsing into a vm_config, with one clear error per bad value. */
+#include "config.h"
+#include "cmdline.h"
+#include "log.h"
+#include "vm.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void config_defaults(struct vm_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->cpus = CONFIG_DEFAULT_CPUS;
+    cfg->memory = CONFIG_DEFAULT_MEMORY;
+    cfg->console = CONSOLE_KIND_SERIAL;
+    cfg->on_reboot = ON_REBOOT_EXIT;
+}
+
+int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+    unsigned shift = 20; /* a bare number is MiB */
+
+    if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+        return -EINVAL;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || end == s)
+        return errno == ERANGE ? -ERANGE : -EINVAL;
+    switch (*end) {
+    case '\0':
+        break;
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    case 't': case 'T': shift = 40; end++; break;
+    case 'b': case 'B': shift = 0; end++; break;
+    default:
+        return -EINVAL;
+    }
+    if (*end == 'i' && shift)
+        end++;
+    if ((*end == 'B' || *end == 'b') && shift)
+        end++;
+    if (*end)
+        return -EINVAL;
+    if (v > (UINT64_MAX >> shift))
+        return -ERANGE;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+static int parse_int(const char *s, long min, long max, long *out)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+void cli_usage_run(void)
+{
+    printf("Usage: ember run --kernel PATH [options] [-- CMD ARGS...]\n"
+           "\n"
+           "Boot a Linux kernel in a microVM. Arguments after -- go to the guest's init\n"
+           "(ember's guest images run them as a command and report its exit status).\n"
+           "\n"
+           "  --kernel PATH          bzImage or ELF vmlinux (PVH entry used when present)\n"
+           "  --initrd PATH          initramfs / initrd image\n"
+           "  --cmdline STR          kernel command line, appended to ember's default\n"
+           "  --no-default-cmdline   use --cmdline alone, without the default\n"
+           "  --cpus N               vCPUs, 1..%d (default %d)\n"
+           "  --memory SIZE          guest RAM: 512M, 2G, or MiB (default %lluM)\n"
+           "  --hugepages            back guest RAM with huge pages\n"
+           "  --console serial|none  guest console on ttyS0 through stdin/stdout (default),\n"
+           "                         or none\n"
+           "  --boot-timer           print the time from ember's start to guest userspace\n"
+           "  --on-reboot exit|restart\n"
+           "                         when the guest reboots: exit with code 120 (default),\n"
+           "                         or boot it again\n"
+           "  -h, --help             this help\n"
+           "\n"
+           "On a terminal, Ctrl-a x quits and Ctrl-a Ctrl-a sends Ctrl-a.\n"
+           "Default kernel command line: %s\n"
+           "Exit codes: see README.md (0 guest powered off, its exit status when it set one,\n"
+           "120 reset, 121 panic, 122 guest crash, 125 ember error, 126 usage, 128+n signal).\n",
+           VM_MAX_CPUS, CONFIG_DEFAULT_CPUS,
+           (unsigned long long)(CONFIG_DEFAULT_MEMORY >> 20), cmdline_default(1));
+}
+
+enum {
+    OPT_KERNEL = 256,
+    OPT_INITRD,
+    OPT_CMDLINE,
+    OPT_NO_DEFAULT_CMDLINE,
+    OPT_CPUS,
+    OPT_MEMORY,
+    OPT_HUGEPAGES,
+    OPT_CONSOLE,
+    OPT_BOOT_TIMER,
+    OPT_ON_REBOOT,
+};
+
+static const struct option run_options[] = {
+        {"kernel", required_argument, NULL, OPT_KERNEL},
+        {"initrd", required_argument, NULL, OPT_INITRD},
+        {"cmdline", required_argument, NULL, OPT_CMDLINE},
+        {"no-default-cmdline", no_argument, NULL, OPT_NO_DEFAULT_CMDLINE},
+        {"cpus", required_argument, NULL, OPT_CPUS},
+        {"memory", required_argument, NULL, OPT_MEMORY},
+        {"hugepages", no_argument, NULL, OPT_HUGEPAGES},
+        {"console", required_argument, NULL, OPT_CONSOLE},
+        {"boot-timer", no_argument, NULL, OPT_BOOT_TIMER},
+        {"on-reboot", required_argument, NULL, OPT_ON_REBOOT},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+};
+
+static int bad(const char *flag, const char *value, const char *expect)
+{
+    log_err("%s: '%s' is not valid; expected %s (see ember run --help)", flag, value, expect);
+    return -EINVAL;
+}
+
+static int parse_one(int opt, const char *arg, struct vm_config *cfg)
+{
+    long n;
+    int err;
+
+    switch (opt) {
+    case OPT_KERNEL:
+        cfg->kernel = arg;
+        return 0;
+    case OPT_INITRD:
+        cfg->initrd = arg;
+        return 0;
+    case OPT_CMDLINE:
+        cfg->cmdline = arg;
+        return 0;
+    case OPT_NO_DEFAULT_CMDLINE:
+        cfg->no_default_cmdline = 1;
+        return 0;
+    case OPT_CPUS:
+        if (parse_int(arg, 1, VM_MAX_CPUS, &n))
+            return bad("--cpus", arg, "a number of vCPUs from 1 to " EMBER_STR(VM_MAX_CPUS));
+        cfg->cpus = (int)n;
+        return 0;
+    case OPT_MEMORY:
+        err = parse_size(arg, &cfg->memory);
+        if (err)
+            return bad("--memory", arg, "a size like 512M or 2G");
+        if (cfg->memory < CONFIG_MIN_MEMORY || cfg->memory > CONFIG_MAX_MEMORY)
+            return bad("--memory", arg, "a size from 16M to 1T");
+        if (cfg->memory & 0xfff)
+            return bad("--memory", arg, "a multiple of 4K");
+        return 0;
+    case OPT_HUGEPAGES:
+        cfg->hugepages = 1;
+        return 0;
+    case OPT_CONSOLE:
+        if (strcmp(arg, "serial") == 0)
+            cfg->console = CONSOLE_KIND_SERIAL;
+        else if (strcmp(arg, "none") == 0)
+            cfg->console = CONSOLE_KIND_NONE;
+        else
+            return bad("--console", arg, "serial or none");
+        return 0;
+    case OPT_BOOT_TIMER:
+        cfg->boot_timer = 1;
+        return 0;
+    case OPT_ON_REBOOT:
+        if (strcmp(arg, "exit") == 0)
+            cfg->on_reboot = ON_REBOOT_EXIT;
+        else if (strcmp(arg, "restart") == 0)
+            cfg->on_reboot = ON_REBOOT_RESTART;
+        else
+            return bad("--on-reboot", arg, "exit or restart");
+        return 0;
+    }
+    return -EINVAL;
+}
+
+int cli_parse_run(int argc, char **argv, struct vm_config *cfg)
+{
+    int opt, err;
+
+    opterr = 0;
+    optind = 1;
+    /* "+": stop at the first non-option so guest arguments are never taken as ours. */
+    while ((opt = getopt_long(argc, argv, "+:h", run_options, NULL)) != -1) {
+        if (opt == 'h') {
+            cli_usage_run();
+            return 1;
+        }
+        if (opt == '?') {
+            if (optopt)
+                log_err("unknown option '-%c' (see ember run --help)", optopt);
+            else
+                log_err("unknown option '%s' (see ember run --help)", argv[optind - 1]);
+            return -EINVAL;
+        }
+        if (opt == ':') {
+            log_err("option '%s' needs a value (see ember run --help)", argv[optind - 1]);
+            return -EINVAL;
+        }
+        err = parse_one(opt, optarg, cfg);
+        if (err)
+            return err;
+    }
+    if (optind < argc) {
+        if (strcmp(argv[optind - 1], "--") != 0) {
+            log_err("unexpected argument '%s'; put the guest command after -- "
+                    "(see ember run --help)",
+                    argv[optind]);
+            return -EINVAL;
+        }
+        cfg->init_args = &argv[optind];
+        cfg->nr_init_args = argc - optind;
+    }
+    if (!cfg->kernel) {
+        log_err("--kernel is required (see ember run --help)");
+        return -EINVAL;
+    }
+    return 0;
+}

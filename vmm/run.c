@@ -1,0 +1,375 @@
+/* `ember run`: assemble the microVM (devices, ACPI, kernel, vCPUs), run the event loop until
+ * the guest stops, and turn the reason into ember's exit code. */
+#include "run.h"
+#include "acpi.h"
+#include "cmdline.h"
+#include "devices.h"
+#include "eventloop.h"
+#include "exitcode.h"
+#include "layout.h"
+#include "log.h"
+#include "vm.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+struct machine {
+    const struct vm_config *cfg;
+    struct timespec start_wall;
+    int kvm_fd;
+    struct vm vm;
+    struct console con;
+    struct serial serial;
+    struct ctrl_page ctrl;
+    struct loop loop;
+    int dev_wake_fd; /* console output queued, or the UART drained its input */
+    int signal_fd;
+    struct loop_handler h_vm_wake, h_dev_wake, h_signal, h_stdin, h_stdout;
+    int stdin_watched, stdin_is_file, stdout_watched;
+};
+
+/* ---- event loop handlers ---- */
+
+static void drain_eventfd(int fd)
+{
+    uint64_t v;
+
+    (void)!read(fd, &v, sizeof(v));
+}
+
+static void pump_output(struct machine *m)
+{
+    size_t left = console_drain(&m->con);
+    int want = left > 0 && m->con.out_fd >= 0;
+
+    if (want != m->stdout_watched) {
+        if (want && loop_add(&m->loop, &m->h_stdout, EPOLLOUT) == 0)
+            m->stdout_watched = 1;
+        else if (!want) {
+            loop_del(&m->loop, &m->h_stdout);
+            m->stdout_watched = 0;
+        }
+    }
+}
+
+static void stop_stdin(struct machine *m)
+{
+    if (m->stdin_watched)
+        loop_del(&m->loop, &m->h_stdin);
+    m->stdin_watched = 0;
+    m->con.in_fd = -1;
+}
+
+/* Read console input while the UART has room; pause stdin when it has none. */
+static void pump_input(struct machine *m)
+{
+    for (;;) {
+        size_t room;
+
+        if (m->con.in_fd < 0)
+            return;
+        room = serial_rx_room(&m->serial);
+        if (room == 0) {
+            if (m->stdin_watched)
+                loop_mod(&m->loop, &m->h_stdin, 0);
+            return;
+        }
+        if (m->stdin_watched)
+            loop_mod(&m->loop, &m->h_stdin, EPOLLIN);
+        if (console_read_input(&m->con, room) < 0) {
+            stop_stdin(m); /* EOF: the guest just gets no more input */
+            return;
+        }
+        if (m->con.quit) {
+            m->vm.stop_signal = SIGINT;
+            vm_request_stop(&m->vm, STOP_SIGNAL);
+            return;
+        }
+        if (!m->stdin_is_file)
+            return; /* epoll tells us when there is more */
+    }
+}
+
+static void on_vm_wake(struct loop_handler *h, uint32_t events)
+{
+    (void)events;
+    drain_eventfd(h->fd);
+}
+
+static void on_dev_wake(struct loop_handler *h, uint32_t events)
+{
+    struct machine *m = container_of(h, struct machine, h_dev_wake);
+
+    (void)events;
+    drain_eventfd(h->fd);
+    pump_output(m);
+    pump_input(m);
+}
+
+static void on_stdout(struct loop_handler *h, uint32_t events)
+{
+    (void)events;
+    pump_output(container_of(h, struct machine, h_stdout));
+}
+
+static void on_stdin(struct loop_handler *h, uint32_t events)
+{
+    (void)events;
+    pump_input(container_of(h, struct machine, h_stdin));
+}
+
+static void on_signal(struct loop_handler *h, uint32_t events)
+{
+    struct machine *m = container_of(h, struct machine, h_signal);
+    struct signalfd_siginfo si;
+
+    (void)events;
+    if (read(h->fd, &si, sizeof(si)) != sizeof(si))
+        return;
+    log_info("stopping the VM on signal %d (%s)", (int)si.ssi_signo, strsignal((int)si.ssi_signo));
+    m->vm.stop_signal = (int)si.ssi_signo;
+    vm_request_stop(&m->vm, STOP_SIGNAL);
+}
+
+/* ---- building the machine ---- */
+
+static int setup_acpi(struct machine *m)
+{
+    struct acpi_config ac = {
+            .ncpus = m->cfg->cpus,
+            .serial_port = COM1_PORT,
+            .serial_irq = COM1_IRQ,
+            .pvpanic_port = PVPANIC_PORT,
+            .sleep_ctl_port = ACPI_SLEEP_CTL_PORT,
+            .sleep_sts_port = ACPI_SLEEP_STS_PORT,
+    };
+    uint8_t *buf = guest_ptr(&m->vm.mem, ACPI_TABLES_GPA, ACPI_TABLES_MAX);
+    size_t used;
+    int err;
+
+    if (!buf) {
+        log_err("guest memory too small for the ACPI tables");
+        return -ENOMEM;
+    }
+    err = acpi_build(&ac, ACPI_TABLES_GPA, buf, ACPI_TABLES_MAX, &used);
+    if (err)
+        log_err("cannot build the ACPI tables: %s", strerror(-err));
+    return err;
+}
+
+static int setup_devices(struct machine *m)
+{
+    struct vm *vm = &m->vm;
+    int err;
+
+    err = serial_init(&m->serial, vm, &m->con, COM1_PORT, COM1_IRQ, m->dev_wake_fd);
+    if (!err)
+        err = i8042_init(vm);
+    if (!err)
+        err = pvpanic_init(vm, PVPANIC_PORT);
+    if (!err)
+        err = acpi_pm_init(vm, ACPI_SLEEP_CTL_PORT, ACPI_SLEEP_STS_PORT);
+    if (!err)
+        err = ctrl_page_init(&m->ctrl, vm, m->cfg->boot_timer, &m->start_wall);
+    if (err)
+        log_err("cannot register the platform devices: %s", strerror(-err));
+    return err;
+}
+
+static int setup_kernel(struct machine *m)
+{
+    const struct vm_config *cfg = m->cfg;
+    char cmdline[CMDLINE_MAX];
+    const char *base = cfg->no_default_cmdline
+                               ? NULL
+                               : cmdline_default(cfg->console == CONSOLE_KIND_SERIAL);
+    struct load_params lp = {
+            .kernel_path = cfg->kernel,
+            .initrd_path = cfg->initrd,
+            .cmdline = cmdline,
+            .rsdp_gpa = ACPI_TABLES_GPA,
+    };
+    int bad_arg = -1;
+    int n = cmdline_build(cmdline, sizeof(cmdline), base, cfg->cmdline, NULL, cfg->init_args,
+                          cfg->nr_init_args, &bad_arg);
+
+    if (n == -EINVAL) {
+        log_err("guest argument %d ('%s') has a double quote or control character, which the "
+                "kernel command line cannot carry",
+                bad_arg + 1, cfg->init_args[bad_arg]);
+        return -EINVAL;
+    }
+    if (n < 0) {
+        log_err("the kernel command line is longer than %d bytes; shorten --cmdline or the "
+                "guest command",
+                CMDLINE_MAX - 1);
+        return -E2BIG;
+    }
+    log_debug("kernel command line: %s", cmdline);
+    return load_kernel(&m->vm.mem, &lp, &m->vm.boot);
+}
+
+static int build_vm(struct machine *m)
+{
+    int err = vm_create(&m->vm, m->kvm_fd, m->cfg->memory, m->cfg->cpus, m->cfg->hugepages);
+
+    if (err)
+        return err;
+    err = setup_devices(m);
+    if (!err)
+        err = setup_acpi(m);
+    if (!err)
+        err = setup_kernel(m);
+    if (!err)
+        err = vm_create_vcpus(&m->vm);
+    if (err)
+        vm_destroy(&m->vm);
+    return err;
+}
+
+/* ---- running ---- */
+
+static int setup_host(struct machine *m)
+{
+    sigset_t mask;
+    int err;
+
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGHUP);
+    if (pthread_sigmask(SIG_BLOCK, &mask, NULL))
+        return -EINVAL;
+    signal(SIGPIPE, SIG_IGN);
+    m->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (m->signal_fd < 0)
+        return log_errno("signalfd");
+    m->dev_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (m->dev_wake_fd < 0)
+        return log_errno("eventfd");
+    err = loop_init(&m->loop);
+    if (err)
+        return err;
+    err = console_init(&m->con,
+                       m->cfg->console == CONSOLE_KIND_SERIAL ? CONSOLE_STDIO : CONSOLE_OFF,
+                       m->dev_wake_fd);
+    if (err)
+        return err;
+    m->h_signal = (struct loop_handler){m->signal_fd, on_signal};
+    m->h_dev_wake = (struct loop_handler){m->dev_wake_fd, on_dev_wake};
+    m->h_stdout = (struct loop_handler){m->con.out_fd, on_stdout};
+    m->h_stdin = (struct loop_handler){STDIN_FILENO, on_stdin};
+    err = loop_add(&m->loop, &m->h_signal, EPOLLIN);
+    if (!err)
+        err = loop_add(&m->loop, &m->h_dev_wake, EPOLLIN);
+    if (err)
+        return log_errno("epoll_ctl");
+    if (m->con.in_fd >= 0) {
+        if (loop_add(&m->loop, &m->h_stdin, EPOLLIN) == 0)
+            m->stdin_watched = 1;
+        else if (errno == EPERM)
+            m->stdin_is_file = 1; /* regular file or /dev/null: always readable */
+        else
+            m->con.in_fd = -1;
+    }
+    return 0;
+}
+
+static void teardown_host(struct machine *m)
+{
+    console_close(&m->con);
+    loop_close(&m->loop);
+    if (m->signal_fd >= 0)
+        close(m->signal_fd);
+    if (m->dev_wake_fd >= 0)
+        close(m->dev_wake_fd);
+}
+
+/* Run the built VM until it stops; returns the stop reason. */
+static enum vm_stop_reason run_vm(struct machine *m)
+{
+    int err;
+
+    m->h_vm_wake = (struct loop_handler){m->vm.wake_fd, on_vm_wake};
+    err = loop_add(&m->loop, &m->h_vm_wake, EPOLLIN);
+    if (err || vm_start(&m->vm)) {
+        vm_request_stop(&m->vm, STOP_ERROR);
+    } else {
+        if (m->stdin_is_file)
+            pump_input(m);
+        while (!atomic_load(&m->vm.stopping))
+            if (loop_run_once(&m->loop, -1) < 0)
+                vm_request_stop(&m->vm, STOP_ERROR);
+    }
+    /* Let blocked console writers finish, then stop for good and collect the threads. */
+    console_flush(&m->con, 2000);
+    console_shutdown(&m->con);
+    vm_join(&m->vm);
+    console_resume(&m->con);
+    console_flush(&m->con, 2000);
+    loop_del(&m->loop, &m->h_vm_wake);
+    return (enum vm_stop_reason)atomic_load(&m->vm.stop_reason);
+}
+
+static int exit_code(const struct machine *m, enum vm_stop_reason r)
+{
+    switch (r) {
+    case STOP_POWEROFF:
+        return m->vm.exit_status >= 0 ? m->vm.exit_status : EXIT_GUEST_POWEROFF;
+    case STOP_RESET:
+        return EXIT_GUEST_RESET;
+    case STOP_PANIC:
+        return EXIT_GUEST_PANIC;
+    case STOP_CRASH:
+        return EXIT_GUEST_CRASH;
+    case STOP_SIGNAL:
+        return EXIT_SIGNAL_BASE + m->vm.stop_signal;
+    default:
+        return EXIT_VMM_ERROR;
+    }
+}
+
+int ember_run(const struct vm_config *cfg, const struct timespec *start_wall)
+{
+    struct machine *m = calloc(1, sizeof(*m));
+    enum vm_stop_reason reason;
+    int code = EXIT_VMM_ERROR;
+
+    if (!m) {
+        log_err("out of memory");
+        return EXIT_VMM_ERROR;
+    }
+    m->cfg = cfg;
+    m->start_wall = *start_wall;
+    m->signal_fd = m->dev_wake_fd = m->kvm_fd = -1;
+    m->loop.epfd = -1;
+    if (setup_host(m))
+        goto out;
+    m->kvm_fd = kvm_open();
+    if (m->kvm_fd < 0)
+        goto out;
+    for (;;) {
+        if (build_vm(m))
+            goto out;
+        reason = run_vm(m);
+        code = exit_code(m, reason);
+        vm_destroy(&m->vm);
+        if (reason != STOP_RESET || cfg->on_reboot != ON_REBOOT_RESTART)
+            break;
+        log_info("the guest rebooted; booting it again (--on-reboot restart)");
+    }
+    if (reason == STOP_RESET)
+        log_info("the guest rebooted; exiting with code %d (--on-reboot exit)", code);
+out:
+    if (m->kvm_fd >= 0)
+        close(m->kvm_fd);
+    teardown_host(m);
+    free(m);
+    return code;
+}
