@@ -15,20 +15,20 @@
 #define EFER_LME (1ULL << 8)
 #define EFER_LMA (1ULL << 10)
 
-#define MSR_IA32_SYSENTER_CS   0x174
-#define MSR_IA32_SYSENTER_ESP  0x175
-#define MSR_IA32_SYSENTER_EIP  0x176
-#define MSR_IA32_MISC_ENABLE   0x1a0
-#define MSR_IA32_TSC           0x10
-#define MSR_STAR               0xc0000081
-#define MSR_LSTAR              0xc0000082
-#define MSR_CSTAR              0xc0000083
-#define MSR_SYSCALL_MASK       0xc0000084
-#define MSR_KERNEL_GS_BASE     0xc0000102
+#define MSR_IA32_SYSENTER_CS    0x174
+#define MSR_IA32_SYSENTER_ESP   0x175
+#define MSR_IA32_SYSENTER_EIP   0x176
+#define MSR_IA32_MISC_ENABLE    0x1a0
+#define MSR_IA32_TSC            0x10
+#define MSR_STAR                0xc0000081
+#define MSR_LSTAR               0xc0000082
+#define MSR_CSTAR               0xc0000083
+#define MSR_SYSCALL_MASK        0xc0000084
+#define MSR_KERNEL_GS_BASE      0xc0000102
 #define MISC_ENABLE_FAST_STRING 1ULL
 
-#define APIC_LVT0       0x350
-#define APIC_LVT1       0x360
+#define APIC_LVT0        0x350
+#define APIC_LVT1        0x360
 #define APIC_MODE_NMI    4
 #define APIC_MODE_EXTINT 7
 
@@ -111,9 +111,15 @@ int vcpu_setup_msrs(int kvm_fd, int fd)
         uint32_t index;
         uint64_t data;
     } boot_msrs[] = {
-            {MSR_IA32_SYSENTER_CS, 0}, {MSR_IA32_SYSENTER_ESP, 0}, {MSR_IA32_SYSENTER_EIP, 0},
-            {MSR_STAR, 0},             {MSR_LSTAR, 0},             {MSR_CSTAR, 0},
-            {MSR_KERNEL_GS_BASE, 0},   {MSR_SYSCALL_MASK, 0},      {MSR_IA32_TSC, 0},
+            {MSR_IA32_SYSENTER_CS, 0},
+            {MSR_IA32_SYSENTER_ESP, 0},
+            {MSR_IA32_SYSENTER_EIP, 0},
+            {MSR_STAR, 0},
+            {MSR_LSTAR, 0},
+            {MSR_CSTAR, 0},
+            {MSR_KERNEL_GS_BASE, 0},
+            {MSR_SYSCALL_MASK, 0},
+            {MSR_IA32_TSC, 0},
             {MSR_IA32_MISC_ENABLE, MISC_ENABLE_FAST_STRING},
     };
     const unsigned n = sizeof(boot_msrs) / sizeof(boot_msrs[0]);

@@ -1,10 +1,10 @@
 /* ACPI hardware-reduced sleep control and status registers: the guest's power-off. */
 #include "devices.h"
 
-#define SLP_EN       0x20
-#define SLP_TYP(v)   (((v) >> 2) & 7)
-#define SLP_TYP_S5   5
-#define WAK_STS      0x80
+#define SLP_EN     0x20
+#define SLP_TYP(v) (((v) >> 2) & 7)
+#define SLP_TYP_S5 5
+#define WAK_STS    0x80
 
 static void sleep_read(void *opaque, uint64_t offset, uint8_t *data, uint32_t len)
 {

@@ -5,27 +5,27 @@
 #include <string.h>
 #include <unistd.h>
 
-#define UART_IER_RDI  0x01 /* receive data available */
-#define UART_IER_THRI 0x02 /* transmitter holding register empty */
-#define UART_IIR_NO_INT 0x01
-#define UART_IIR_THRI   0x02
-#define UART_IIR_RDI    0x04
-#define UART_IIR_FIFO   0xc0
-#define UART_FCR_ENABLE 0x01
+#define UART_IER_RDI        0x01 /* receive data available */
+#define UART_IER_THRI       0x02 /* transmitter holding register empty */
+#define UART_IIR_NO_INT     0x01
+#define UART_IIR_THRI       0x02
+#define UART_IIR_RDI        0x04
+#define UART_IIR_FIFO       0xc0
+#define UART_FCR_ENABLE     0x01
 #define UART_FCR_CLEAR_RCVR 0x02
-#define UART_LCR_DLAB 0x80
-#define UART_MCR_DTR  0x01
-#define UART_MCR_RTS  0x02
-#define UART_MCR_OUT1 0x04
-#define UART_MCR_OUT2 0x08
-#define UART_MCR_LOOP 0x10
-#define UART_LSR_DR   0x01
-#define UART_LSR_THRE 0x20
-#define UART_LSR_TEMT 0x40
-#define UART_MSR_CTS  0x10
-#define UART_MSR_DSR  0x20
-#define UART_MSR_RI   0x40
-#define UART_MSR_DCD  0x80
+#define UART_LCR_DLAB       0x80
+#define UART_MCR_DTR        0x01
+#define UART_MCR_RTS        0x02
+#define UART_MCR_OUT1       0x04
+#define UART_MCR_OUT2       0x08
+#define UART_MCR_LOOP       0x10
+#define UART_LSR_DR         0x01
+#define UART_LSR_THRE       0x20
+#define UART_LSR_TEMT       0x40
+#define UART_MSR_CTS        0x10
+#define UART_MSR_DSR        0x20
+#define UART_MSR_RI         0x40
+#define UART_MSR_DCD        0x80
 
 static unsigned rx_count(const struct serial *s)
 {
@@ -199,8 +199,8 @@ static void serial_write(void *opaque, uint64_t offset, const uint8_t *data, uin
 
 static const struct bus_ops serial_ops = {.read = serial_read, .write = serial_write};
 
-int serial_init(struct serial *s, struct vm *vm, struct console *con, uint16_t port,
-                uint32_t irq, int rx_wake_fd)
+int serial_init(struct serial *s, struct vm *vm, struct console *con, uint16_t port, uint32_t irq,
+                int rx_wake_fd)
 {
     memset(s, 0, sizeof(*s));
     s->vm = vm;

@@ -16,12 +16,12 @@ struct vm_config {
     const char *cmdline;    /* appended to the default, or replacing it */
     int no_default_cmdline; /* --no-default-cmdline */
     int cpus;
-    uint64_t memory;        /* bytes */
+    uint64_t memory; /* bytes */
     int hugepages;
     enum console_kind console;
     int boot_timer;
     enum on_reboot on_reboot;
-    char **init_args;       /* after "--": the command the guest init runs */
+    char **init_args; /* after "--": the command the guest init runs */
     int nr_init_args;
 };
 

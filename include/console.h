@@ -16,13 +16,13 @@ typedef size_t (*console_input_fn)(void *opaque, const uint8_t *buf, size_t n);
 
 struct console {
     enum console_mode mode;
-    int in_fd;        /* -1 when input is off or at EOF */
-    int out_fd;       /* non-blocking descriptor of our own for stdout, or -1 */
-    int out_is_sock;  /* use send(MSG_DONTWAIT) */
-    int tty;          /* stdin is a terminal we put in raw mode */
+    int in_fd;       /* -1 when input is off or at EOF */
+    int out_fd;      /* non-blocking descriptor of our own for stdout, or -1 */
+    int out_is_sock; /* use send(MSG_DONTWAIT) */
+    int tty;         /* stdin is a terminal we put in raw mode */
     struct termios saved;
-    int escape;       /* saw Ctrl-a, waiting for the command key */
-    int quit;         /* user typed Ctrl-a x */
+    int escape; /* saw Ctrl-a, waiting for the command key */
+    int quit;   /* user typed Ctrl-a x */
 
     pthread_mutex_t lock;
     pthread_cond_t space; /* signalled when the ring drains or on shutdown */

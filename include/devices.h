@@ -23,8 +23,8 @@ struct serial {
     int rx_wake_fd;            /* eventfd: the guest drained input, read stdin again */
 };
 
-int serial_init(struct serial *s, struct vm *vm, struct console *con, uint16_t port,
-                uint32_t irq, int rx_wake_fd);
+int serial_init(struct serial *s, struct vm *vm, struct console *con, uint16_t port, uint32_t irq,
+                int rx_wake_fd);
 /* Room for more input; the event loop reads stdin only while there is some. */
 size_t serial_rx_room(struct serial *s);
 
@@ -36,8 +36,8 @@ int acpi_pm_init(struct vm *vm, uint16_t sleep_ctl_port, uint16_t sleep_sts_port
  * runs) and exit status (+8, one byte: ember exits with it when the guest powers off). */
 struct ctrl_page {
     struct vm *vm;
-    int boot_timer;                /* print the boot time when the marker arrives */
-    struct timespec start_wall;    /* ember's own start, CLOCK_MONOTONIC */
+    int boot_timer;             /* print the boot time when the marker arrives */
+    struct timespec start_wall; /* ember's own start, CLOCK_MONOTONIC */
     int booted;
     double boot_ms, boot_cpu_ms;   /* when the marker arrived */
     void (*on_boot)(void *opaque); /* e.g. the control socket's BOOT_COMPLETE event */

@@ -15,12 +15,12 @@
 /* Why the VM stopped; mapped to ember's exit code by the caller. */
 enum vm_stop_reason {
     STOP_NONE = 0,
-    STOP_POWEROFF,      /* guest powered off (ACPI sleep state 5) */
-    STOP_RESET,         /* guest asked for a reset (i8042, triple fault) */
-    STOP_PANIC,         /* pvpanic: guest kernel panicked */
-    STOP_CRASH,         /* KVM could not go on running the guest (internal error, bad entry) */
-    STOP_SIGNAL,        /* host signal (SIGINT, SIGTERM, SIGHUP) */
-    STOP_ERROR,         /* ember itself failed while running */
+    STOP_POWEROFF, /* guest powered off (ACPI sleep state 5) */
+    STOP_RESET,    /* guest asked for a reset (i8042, triple fault) */
+    STOP_PANIC,    /* pvpanic: guest kernel panicked */
+    STOP_CRASH,    /* KVM could not go on running the guest (internal error, bad entry) */
+    STOP_SIGNAL,   /* host signal (SIGINT, SIGTERM, SIGHUP) */
+    STOP_ERROR,    /* ember itself failed while running */
 };
 
 struct vm;
@@ -46,11 +46,11 @@ struct vm {
     struct vcpu vcpu[VM_MAX_CPUS];
     struct boot_setup boot;
 
-    atomic_int stopping;          /* set once: every vCPU leaves KVM_RUN and its thread ends */
-    atomic_int stop_reason;       /* enum vm_stop_reason of the first stop request */
-    int wake_fd;                  /* eventfd the main loop waits on for stop requests */
-    int exit_status;              /* value written to the exit-status device, or -1 */
-    int stop_signal;              /* signal number for STOP_SIGNAL */
+    atomic_int stopping;    /* set once: every vCPU leaves KVM_RUN and its thread ends */
+    atomic_int stop_reason; /* enum vm_stop_reason of the first stop request */
+    int wake_fd;            /* eventfd the main loop waits on for stop requests */
+    int exit_status;        /* value written to the exit-status device, or -1 */
+    int stop_signal;        /* signal number for STOP_SIGNAL */
 };
 
 /* /dev/kvm: open, check the API version and every capability ember needs. -errno. */

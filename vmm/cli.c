@@ -35,11 +35,31 @@ int parse_size(const char *s, uint64_t *out)
     switch (*end) {
     case '\0':
         break;
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
-    case 't': case 'T': shift = 40; end++; break;
-    case 'b': case 'B': shift = 0; end++; break;
+    case 'k':
+    case 'K':
+        shift = 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        end++;
+        break;
+    case 't':
+    case 'T':
+        shift = 40;
+        end++;
+        break;
+    case 'b':
+    case 'B':
+        shift = 0;
+        end++;
+        break;
     default:
         return -EINVAL;
     }
@@ -94,8 +114,8 @@ void cli_usage_run(void)
            "Default kernel command line: %s\n"
            "Exit codes: see README.md (0 guest powered off, its exit status when it set one,\n"
            "120 reset, 121 panic, 122 guest crash, 125 ember error, 126 usage, 128+n signal).\n",
-           VM_MAX_CPUS, CONFIG_DEFAULT_CPUS,
-           (unsigned long long)(CONFIG_DEFAULT_MEMORY >> 20), cmdline_default(1));
+           VM_MAX_CPUS, CONFIG_DEFAULT_CPUS, (unsigned long long)(CONFIG_DEFAULT_MEMORY >> 20),
+           cmdline_default(1));
 }
 
 enum {

@@ -31,13 +31,13 @@ static void vlog(const char *prefix, const char *fmt, va_list ap)
     (void)!write(STDERR_FILENO, buf, (size_t)n);
 }
 
-#define LOG_FN(name, prefix)                                                                   \
-    void name(const char *fmt, ...)                                                            \
-    {                                                                                          \
-        va_list ap;                                                                            \
-        va_start(ap, fmt);                                                                     \
-        vlog(prefix, fmt, ap);                                                                 \
-        va_end(ap);                                                                            \
+#define LOG_FN(name, prefix)                                                                       \
+    void name(const char *fmt, ...)                                                                \
+    {                                                                                              \
+        va_list ap;                                                                                \
+        va_start(ap, fmt);                                                                         \
+        vlog(prefix, fmt, ap);                                                                     \
+        va_end(ap);                                                                                \
     }
 
 LOG_FN(log_err, "error: ")

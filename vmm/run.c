@@ -186,9 +186,8 @@ static int setup_kernel(struct machine *m)
 {
     const struct vm_config *cfg = m->cfg;
     char cmdline[CMDLINE_MAX];
-    const char *base = cfg->no_default_cmdline
-                               ? NULL
-                               : cmdline_default(cfg->console == CONSOLE_KIND_SERIAL);
+    const char *base =
+            cfg->no_default_cmdline ? NULL : cmdline_default(cfg->console == CONSOLE_KIND_SERIAL);
     struct load_params lp = {
             .kernel_path = cfg->kernel,
             .initrd_path = cfg->initrd,

@@ -53,13 +53,13 @@ int vm_create(struct vm *vm, int kvm_fd, uint64_t ram_size, int ncpus, int hugep
     bus_init(&vm->pio);
     bus_init(&vm->mmio);
 
-#define VM_IOCTL(req, arg, what)                                                               \
-    do {                                                                                       \
-        if (ioctl(vm->vm_fd, req, arg) < 0) {                                                  \
-            err = -errno;                                                                      \
-            log_err("%s: %s", what, strerror(-err));                                           \
-            goto fail;                                                                         \
-        }                                                                                      \
+#define VM_IOCTL(req, arg, what)                                                                   \
+    do {                                                                                           \
+        if (ioctl(vm->vm_fd, req, arg) < 0) {                                                      \
+            err = -errno;                                                                          \
+            log_err("%s: %s", what, strerror(-err));                                               \
+            goto fail;                                                                             \
+        }                                                                                          \
     } while (0)
 
     vm->vm_fd = ioctl(kvm_fd, KVM_CREATE_VM, 0);
@@ -76,9 +76,8 @@ int vm_create(struct vm *vm, int kvm_fd, uint64_t ram_size, int ncpus, int hugep
 
     err = guest_mem_init(&vm->mem, ram_size, hugepages);
     if (err) {
-        log_err("cannot map %llu MiB of guest memory%s: %s",
-                (unsigned long long)(ram_size >> 20), hugepages ? " with huge pages" : "",
-                strerror(-err));
+        log_err("cannot map %llu MiB of guest memory%s: %s", (unsigned long long)(ram_size >> 20),
+                hugepages ? " with huge pages" : "", strerror(-err));
         if (hugepages)
             log_info("hint: reserve huge pages (sysctl vm.nr_hugepages) or drop --hugepages");
         goto fail;

@@ -38,8 +38,8 @@ int main(void)
     CHECK_EQ(parse_size("17179869184T", &v), -ERANGE);
 
     {
-        char *a[] = {"run", "--kernel", "k", "--cpus", "4", "--memory", "1G", "--boot-timer",
-                     "--", "sh", "-c", "exit 3", NULL};
+        char *a[] = {"run",          "--kernel", "k",  "--cpus", "4",      "--memory", "1G",
+                     "--boot-timer", "--",       "sh", "-c",     "exit 3", NULL};
         CHECK_EQ(parse(&cfg, a), 0);
         CHECK(strcmp(cfg.kernel, "k") == 0);
         CHECK_EQ(cfg.cpus, 4);
@@ -56,8 +56,7 @@ int main(void)
         CHECK_EQ(cfg.nr_init_args, 2);
     }
     {
-        char *a[] = {"run", "--kernel", "k", "--on-reboot", "restart", "--console", "none",
-                     NULL};
+        char *a[] = {"run", "--kernel", "k", "--on-reboot", "restart", "--console", "none", NULL};
         CHECK_EQ(parse(&cfg, a), 0);
         CHECK_EQ(cfg.on_reboot, ON_REBOOT_RESTART);
         CHECK_EQ(cfg.console, CONSOLE_KIND_NONE);

@@ -36,27 +36,27 @@ int main(void)
     CHECK_EQ(c->entries[2].edx, 3);                /* x2APIC ID, SMT level */
     CHECK_EQ(c->entries[2].ebx, 1);
     CHECK_EQ((c->entries[2].ecx >> 8) & 0xff, 1);
-    CHECK_EQ(c->entries[3].ebx, 4);                /* core level: 4 CPUs */
-    CHECK_EQ(c->entries[3].eax, 2);                /* shift: 2 bits for 4 CPUs */
+    CHECK_EQ(c->entries[3].ebx, 4); /* core level: 4 CPUs */
+    CHECK_EQ(c->entries[3].eax, 2); /* shift: 2 bits for 4 CPUs */
     CHECK_EQ((c->entries[3].ecx >> 8) & 0xff, 2);
-    CHECK_EQ(c->entries[4].ebx, 0);                /* invalid level */
+    CHECK_EQ(c->entries[4].ebx, 0); /* invalid level */
     CHECK_EQ(c->entries[4].ecx & 0xff, 2);
-    CHECK_EQ(c->entries[5].eax, 0x11111111);       /* KVM leaves kept */
+    CHECK_EQ(c->entries[5].eax, 0x11111111); /* KVM leaves kept */
     CHECK_EQ(c->entries[5].ebx, 0x22222222);
-    CHECK_EQ(c->entries[6].ecx & 0xff, 3);         /* AMD core count - 1 */
+    CHECK_EQ(c->entries[6].ecx & 0xff, 3); /* AMD core count - 1 */
     free(c);
 
     c = make();
     cpuid_fixup(c, 0, 1);
     CHECK_EQ(c->entries[0].ebx >> 24, 0);
-    CHECK(!(c->entries[0].edx & (1u << 28)));      /* no HTT with 1 CPU */
+    CHECK(!(c->entries[0].edx & (1u << 28))); /* no HTT with 1 CPU */
     CHECK_EQ(c->entries[3].eax, 0);
     CHECK_EQ(c->entries[3].ebx, 1);
     free(c);
 
     c = make();
     cpuid_fixup(c, 4, 5);
-    CHECK_EQ(c->entries[3].eax, 3);                /* 5 CPUs need 3 bits */
+    CHECK_EQ(c->entries[3].eax, 3); /* 5 CPUs need 3 bits */
     free(c);
     return check_done("cpuid");
 }
