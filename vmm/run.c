@@ -11,12 +11,14 @@
 #include "vm.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct machine {
@@ -232,6 +234,30 @@ static int build_vm(struct machine *m)
     return err;
 }
 
+/* Name a missing or unreadable file before anything else, so the error is about it. */
+static int check_file(const char *flag, const char *path)
+{
+    struct stat st;
+    int fd;
+
+    if (!path)
+        return 0;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        int err = errno;
+        log_err("%s %s: %s", flag, path, strerror(err));
+        if (fd >= 0)
+            close(fd);
+        return -err;
+    }
+    close(fd);
+    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+        log_err("%s %s: not a regular file", flag, path);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 /* ---- running ---- */
 
 static int setup_host(struct machine *m)
@@ -348,6 +374,11 @@ int ember_run(const struct vm_config *cfg, const struct timespec *start_wall)
     m->start_wall = *start_wall;
     m->signal_fd = m->dev_wake_fd = m->kvm_fd = -1;
     m->loop.epfd = -1;
+    m->con.out_fd = m->con.in_fd = -1;
+    if (check_file("--kernel", cfg->kernel) || check_file("--initrd", cfg->initrd)) {
+        code = EXIT_USAGE;
+        goto out;
+    }
     if (setup_host(m))
         goto out;
     m->kvm_fd = kvm_open();

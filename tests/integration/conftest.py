@@ -1,0 +1,69 @@
+"""Fixtures for ember's integration tests: paths to ember, guest images, tiny guests, scratch.
+
+These tests need real KVM that can run standard guests; tests/run runs them through
+tests/kvmhost/run, which provides it (directly, or inside the emulated test host).
+"""
+import os
+import pathlib
+import subprocess
+import tempfile
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BUILD = pathlib.Path(os.environ.get("EMBER_BUILD_DIR", ROOT / "build"))
+IMAGES = pathlib.Path(os.environ.get("EMBER_IMAGES_DIR", ROOT / "guest-images" / "out"))
+
+
+def _require(path: pathlib.Path, how: str) -> pathlib.Path:
+    if not path.exists():
+        pytest.fail(f"{path} is missing: {how}", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ember():
+    return _require(BUILD / "ember", "build ember first (meson setup build && meson compile -C build)")
+
+
+@pytest.fixture(scope="session")
+def images():
+    for name in ("bzImage", "vmlinux", "initramfs.cpio.gz", "rootfs.ext4"):
+        _require(IMAGES / name, "run guest-images/build first")
+    return IMAGES
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    d = BUILD / "tests" / "guests"
+    return lambda name: _require(d / f"{name}.elf", "build ember first (meson compile -C build)")
+
+
+@pytest.fixture
+def scratch():
+    """A writable directory that survives the test host (under $EMBER_SCRATCH when set)."""
+    base = os.environ.get("EMBER_SCRATCH")
+    d = tempfile.mkdtemp(prefix="ember-test-", dir=base)
+    return pathlib.Path(d)
+
+
+class Result:
+    def __init__(self, cp: subprocess.CompletedProcess):
+        self.code = cp.returncode
+        self.out = cp.stdout.decode(errors="replace")
+        self.err = cp.stderr.decode(errors="replace")
+
+    def __repr__(self):
+        return f"exit={self.code}\n--- stdout ---\n{self.out[-4000:]}\n--- stderr ---\n{self.err[-4000:]}"
+
+
+def run(cmd, timeout=120, input=None):
+    """Run a command, capture stdout/stderr apart; a hang is a test failure, not a hang."""
+    cp = subprocess.run([str(c) for c in cmd], stdin=subprocess.DEVNULL if input is None else None,
+                        input=input, capture_output=True, timeout=timeout)
+    return Result(cp)
+
+
+@pytest.fixture(scope="session")
+def run_cmd():
+    return run
