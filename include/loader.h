@@ -32,7 +32,9 @@ struct load_params {
 int load_kernel(struct guest_mem *gm, const struct load_params *p, struct boot_setup *out);
 
 /* Parsers over an in-memory file image, used by load_kernel and by fuzzers.
- * They never read outside [image, image+size). */
+ * They never read outside [image, image+size). They load the kernel and write its boot
+ * structure (zero page or hvm_start_info); load_kernel then writes the command line and the
+ * initrd, so p->cmdline and p->initrd_path are not used by them. */
 int load_bzimage(struct guest_mem *gm, const uint8_t *image, uint64_t size,
                  const struct load_params *p, struct boot_setup *out);
 int load_elf(struct guest_mem *gm, const uint8_t *image, uint64_t size,
