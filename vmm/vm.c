@@ -36,6 +36,23 @@ static int set_memory(struct vm *vm)
     return 0;
 }
 
+/* KVM's 8259s start unmasked with vector base 0: a guest that never programs them (Linux
+ * on hardware-reduced ACPI) would take device interrupts as exceptions. Start masked; a
+ * guest that uses the PICs programs its own masks. */
+static int mask_pics(struct vm *vm)
+{
+    for (uint32_t chip = KVM_IRQCHIP_PIC_MASTER; chip <= KVM_IRQCHIP_PIC_SLAVE; chip++) {
+        struct kvm_irqchip ic = {.chip_id = chip};
+
+        if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &ic) < 0)
+            return log_errno("KVM_GET_IRQCHIP");
+        ic.chip.pic.imr = 0xff;
+        if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &ic) < 0)
+            return log_errno("KVM_SET_IRQCHIP");
+    }
+    return 0;
+}
+
 int vm_create(struct vm *vm, int kvm_fd, uint64_t ram_size, int ncpus, int hugepages)
 {
     uint64_t identity = KVM_IDENTITY_MAP_GPA;
@@ -72,6 +89,9 @@ int vm_create(struct vm *vm, int kvm_fd, uint64_t ram_size, int ncpus, int hugep
     VM_IOCTL(KVM_SET_IDENTITY_MAP_ADDR, &identity, "KVM_SET_IDENTITY_MAP_ADDR");
     VM_IOCTL(KVM_CREATE_IRQCHIP, 0, "KVM_CREATE_IRQCHIP");
     VM_IOCTL(KVM_CREATE_PIT2, &pit, "KVM_CREATE_PIT2");
+    err = mask_pics(vm);
+    if (err)
+        goto fail;
 #undef VM_IOCTL
 
     err = guest_mem_init(&vm->mem, ram_size, hugepages);
