@@ -53,27 +53,51 @@ err:
     return ret;
 }
 
+/* Kernel files are read, not mapped: a file truncated under us must give an error, never
+ * SIGBUS. The buffer is an anonymous mapping so its memory goes back to the host at once. */
+#define KERNEL_FILE_MAX (512ULL << 20)
+
 static int map_file(const char *path, const char *what, struct file_map *m)
 {
-    void *p;
+    uint64_t done = 0;
+    uint8_t *p;
     int fd = open_regular(path, what, &m->size), ret = 0;
 
     if (fd < 0)
         return fd;
-    if (m->size > SIZE_MAX) {
+    if (m->size > KERNEL_FILE_MAX) {
+        log_err("%s %s: %llu MiB is larger than the %llu MiB ember accepts", what, path,
+                (unsigned long long)(m->size >> 20), KERNEL_FILE_MAX >> 20);
         close(fd);
         return -EFBIG;
     }
-    p = mmap(NULL, (size_t)m->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    p = mmap(NULL, (size_t)m->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
         ret = -errno;
-        log_err("%s %s: cannot map %llu bytes: %s", what, path, (unsigned long long)m->size,
+        log_err("%s %s: cannot allocate %llu bytes: %s", what, path, (unsigned long long)m->size,
                 strerror(-ret));
-    } else {
-        m->data = p;
+        close(fd);
+        return ret;
     }
+    while (done < m->size) {
+        ssize_t n = pread(fd, p + done, (size_t)(m->size - done), (off_t)done);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            ret = n < 0 ? -errno : -EIO;
+            log_err("%s %s: read failed after %llu of %llu bytes: %s", what, path,
+                    (unsigned long long)done, (unsigned long long)m->size,
+                    n < 0 ? strerror(-ret) : "the file shrank while being read");
+            munmap(p, (size_t)m->size);
+            close(fd);
+            return ret;
+        }
+        done += (uint64_t)n;
+    }
+    m->data = p;
     close(fd);
-    return ret;
+    return 0;
 }
 
 static void unmap_file(struct file_map *m)
