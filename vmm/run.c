@@ -216,22 +216,26 @@ static int setup_kernel(struct machine *m)
     return load_kernel(&m->vm.mem, &lp, &m->vm.boot);
 }
 
+/* Returns 0, or the exit code: EXIT_USAGE when the user's input (kernel, initrd, command
+ * line) is at fault, EXIT_VMM_ERROR when the host is. */
 static int build_vm(struct machine *m)
 {
-    int err = vm_create(&m->vm, m->kvm_fd, m->cfg->memory, m->cfg->cpus, m->cfg->hugepages);
+    int code = EXIT_VMM_ERROR;
 
-    if (err)
-        return err;
-    err = setup_devices(m);
-    if (!err)
-        err = setup_acpi(m);
-    if (!err)
-        err = setup_kernel(m);
-    if (!err)
-        err = vm_create_vcpus(&m->vm);
-    if (err)
-        vm_destroy(&m->vm);
-    return err;
+    if (vm_create(&m->vm, m->kvm_fd, m->cfg->memory, m->cfg->cpus, m->cfg->hugepages))
+        return code;
+    if (setup_devices(m) || setup_acpi(m))
+        goto fail;
+    if (setup_kernel(m)) {
+        code = EXIT_USAGE;
+        goto fail;
+    }
+    if (vm_create_vcpus(&m->vm))
+        goto fail;
+    return 0;
+fail:
+    vm_destroy(&m->vm);
+    return code;
 }
 
 /* Name a missing or unreadable file before anything else, so the error is about it. */
@@ -385,7 +389,8 @@ int ember_run(const struct vm_config *cfg, const struct timespec *start_wall)
     if (m->kvm_fd < 0)
         goto out;
     for (;;) {
-        if (build_vm(m))
+        code = build_vm(m);
+        if (code)
             goto out;
         reason = run_vm(m);
         code = exit_code(m, reason);
