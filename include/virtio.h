@@ -1,0 +1,160 @@
+/* virtio devices over virtio-mmio v2: the transport, split virtqueues and the device ops table. */
+#ifndef EMBER_VIRTIO_H
+#define EMBER_VIRTIO_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "eventloop.h"
+#include "guest_mem.h"
+
+struct vm;
+
+/* Feature bits common to every device. */
+#define VIRTIO_F_INDIRECT_DESC 28
+#define VIRTIO_F_EVENT_IDX     29
+#define VIRTIO_F_VERSION_1     32
+
+/* Device status bits. */
+#define VIRTIO_STATUS_ACKNOWLEDGE 1
+#define VIRTIO_STATUS_DRIVER      2
+#define VIRTIO_STATUS_DRIVER_OK   4
+#define VIRTIO_STATUS_FEATURES_OK 8
+#define VIRTIO_STATUS_NEEDS_RESET 64
+#define VIRTIO_STATUS_FAILED      128
+
+#define VIRTQ_MAX_SIZE    1024 /* largest queue size any ember device offers */
+#define VIRTIO_MAX_QUEUES 8
+
+/* One guest buffer of a descriptor chain, validated and translated to host memory. */
+struct virtq_buf {
+    void *host;
+    uint32_t len;
+    bool write; /* device writes it (guest reads) */
+};
+
+/* A descriptor chain, copied out of guest memory once: the guest cannot change it later. */
+struct virtq_chain {
+    uint16_t head; /* descriptor index to return in the used ring */
+    uint16_t nbufs;
+    uint32_t out_len; /* total bytes of device-readable buffers */
+    uint32_t in_len;  /* total bytes of device-writable buffers */
+    struct virtq_buf buf[VIRTQ_MAX_SIZE];
+};
+
+struct virtq {
+    /* Set by the driver through the transport registers. */
+    uint16_t size;
+    bool ready;
+    uint64_t desc_gpa, avail_gpa, used_gpa;
+    /* Device-side state. */
+    uint16_t last_avail;     /* next avail ring entry to take */
+    uint16_t used_idx;       /* next used ring entry to fill */
+    uint16_t signalled_used; /* used_idx at the last interrupt decision (starts = used_idx) */
+    bool signalled_valid;
+    bool event_idx; /* VIRTIO_F_EVENT_IDX negotiated */
+    bool indirect;  /* VIRTIO_F_INDIRECT_DESC negotiated */
+    const struct guest_mem *mem;
+    int kick_fd; /* ioeventfd the guest's notifications arrive on */
+    struct loop_handler kick;
+    struct virtio_dev *dev;
+    int index;
+};
+
+/* Queue functions run with dev->lock held (inside queue_notify, or after taking it).
+ * A device drains a queue like this, then interrupts once:
+ *     while ((r = virtq_pop(q, chain)) == 1) { ...; virtq_push(q, chain->head, written); }
+ *     if (r < 0) virtio_mark_broken(d, "...");
+ *     virtio_notify_used(d, q);
+ * Popping until VIRTQ_EMPTY matters with EVENT_IDX: the empty pop re-arms the guest's kicks.
+ * struct virtq_chain is 16 KiB: keep one per queue or device, not on a small stack. */
+#define VIRTQ_EMPTY 0
+/* Take the next available chain; returns 1 with *chain filled, 0 when the ring is empty,
+ * or -EINVAL when the guest broke the rules (bad index, bad address, loop, too long): the
+ * chain is not consumed and the device should be marked broken. Zero-length buffers are
+ * dropped from the chain; indirect tables may hold up to VIRTQ_MAX_SIZE descriptors. */
+int virtq_pop(struct virtq *q, struct virtq_chain *chain);
+/* Return a chain to the guest with `written` bytes written into its writable buffers.
+ * -EINVAL if head is not a descriptor index or the queue is not ready (e.g. after a reset:
+ * a device must forget chains popped before it was reset, never push them). */
+int virtq_push(struct virtq *q, uint16_t head, uint32_t written);
+/* Whether the guest wants an interrupt for what was pushed since the last one. */
+bool virtq_should_notify(struct virtq *q);
+/* Validate the ring addresses and size set by the driver; 0 or -EINVAL. */
+int virtq_check(const struct virtq *q);
+/* Back to the reset state: not ready, size and ring addresses 0, indices 0, no features.
+ * Keeps mem, dev, index and the kick eventfd. */
+void virtq_reset(struct virtq *q);
+
+/* Copy from a chain's readable buffers / into its writable buffers, from byte `offset`
+ * of that direction. Returns bytes copied. */
+size_t virtq_chain_read(const struct virtq_chain *c, size_t offset, void *dst, size_t len);
+size_t virtq_chain_write(const struct virtq_chain *c, size_t offset, const void *src, size_t len);
+
+struct virtio_dev;
+
+/* Between the transport and a device. Called with dev->lock held: the register callbacks
+ * from vCPU threads (with the MMIO bus lock held too), queue_notify from the event loop.
+ * Never take a bus lock while holding dev->lock (vCPU threads take them the other way). */
+struct virtio_dev_ops {
+    /* Read/write the device-specific configuration space (offset from 0x100). */
+    void (*config_read)(struct virtio_dev *d, uint32_t offset, uint8_t *data, uint32_t len);
+    void (*config_write)(struct virtio_dev *d, uint32_t offset, const uint8_t *data, uint32_t len);
+    /* The driver set DRIVER_OK: start using the queues. 0 or -errno (device marked broken). */
+    int (*activate)(struct virtio_dev *d);
+    /* The driver reset the device: stop using the queues, drop in-flight state. */
+    void (*reset)(struct virtio_dev *d);
+    /* A queue was kicked (event loop thread). */
+    void (*queue_notify)(struct virtio_dev *d, struct virtq *q);
+};
+
+struct virtio_dev {
+    const char *name;   /* "virtio-blk" etc., for messages */
+    uint32_t device_id; /* virtio device type */
+    uint64_t features;  /* offered */
+    uint64_t acked;     /* accepted by the driver */
+    uint32_t config_size;
+    uint32_t config_generation;
+    uint32_t status;
+    uint32_t isr; /* interrupt status: bit 0 used ring, bit 1 config change */
+    uint32_t device_features_sel, driver_features_sel, queue_sel;
+    int nr_queues;
+    uint16_t queue_max[VIRTIO_MAX_QUEUES];
+    struct virtq vq[VIRTIO_MAX_QUEUES];
+    const struct virtio_dev_ops *ops;
+    void *priv;
+    pthread_mutex_t lock; /* transport registers (vCPU threads) vs queue work (event loop) */
+    bool broken;          /* the guest broke the rules: NEEDS_RESET until it resets us */
+
+    /* Transport. */
+    struct vm *vm;
+    struct loop *loop;
+    uint64_t mmio_base;
+    uint32_t irq;
+    int irq_fd; /* irqfd for the device's GSI */
+    /* Counters for metrics. */
+    uint64_t stat_requests, stat_bytes, stat_errors;
+};
+
+/* Register a device on the MMIO bus at base with GSI irq: ioeventfds for its queues, an
+ * irqfd for its interrupt. 0 or -errno. The device fills name, device_id, features,
+ * config_size (<= 0xf00), nr_queues, queue_max[] (powers of two <= VIRTQ_MAX_SIZE), ops and
+ * priv first; this initialises everything else, including dev->lock. The transport always
+ * offers VERSION_1, INDIRECT_DESC and EVENT_IDX, and withholds other transport features
+ * (bits 28..41), which it does not implement. Unit-test mode: with vm->vm_fd < 0 no KVM
+ * ioeventfd/irqfd is registered (the eventfds still exist and QueueNotify writes reach them
+ * through the bus), and with loop NULL the kick handlers are not added to a loop. */
+int virtio_mmio_init(struct virtio_dev *d, struct vm *vm, struct loop *loop, uint64_t base,
+                     uint32_t irq);
+/* The next three are called with dev->lock held (as inside every ops callback). */
+/* Interrupt the guest for used buffers on q (respects EVENT_IDX / NO_INTERRUPT). */
+void virtio_notify_used(struct virtio_dev *d, struct virtq *q);
+/* Configuration changed: bump the generation and interrupt. */
+void virtio_config_changed(struct virtio_dev *d);
+/* The guest broke the rules: mark NEEDS_RESET, stop processing, tell the guest (config
+ * interrupt). Logs once per reset; queue_notify is not called again until the driver resets. */
+void virtio_mark_broken(struct virtio_dev *d, const char *why);
+
+#endif
