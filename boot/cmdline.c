@@ -8,10 +8,10 @@ const char *cmdline_default(int serial_console)
 {
     /* reboot=k: reset through the i8042; panic=1: reboot a second after a panic (pvpanic
      * reports it first); pci=off: no PCI bus to probe; the i8042 options skip slow probes. */
-    return serial_console ? "console=ttyS0 reboot=k panic=1 pci=off nomodule quiet "
+    return serial_console ? "console=ttyS0 reboot=k panic=1 quiet "
                             "i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd "
                             "8250.nr_uarts=1 swiotlb=noforce cryptomgr.notests"
-                          : "reboot=k panic=1 pci=off nomodule quiet "
+                          : "reboot=k panic=1 quiet "
                             "i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd "
                             "swiotlb=noforce cryptomgr.notests";
 }

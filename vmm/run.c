@@ -343,6 +343,8 @@ static enum vm_stop_reason run_vm(struct machine *m)
     console_resume(&m->con);
     console_flush(&m->con, 2000);
     loop_del(&m->loop, &m->h_vm_wake);
+    log_debug("console: %llu bytes queued, %llu dropped", (unsigned long long)m->con.head,
+              (unsigned long long)m->con.dropped);
     return (enum vm_stop_reason)atomic_load(&m->vm.stop_reason);
 }
 
