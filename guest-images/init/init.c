@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,13 +96,20 @@ static void use_console(void)
         close(fd);
 }
 
+// The command runs in its own process group, in the foreground of the console, so Ctrl-C
+// reaches it. Init stays the session leader: a child's exit must not hang the console up,
+// which would throw away output the UART has not sent yet.
 static pid_t spawn(char *const argv[])
 {
     pid_t pid = fork();
-    if (pid != 0)
+    if (pid != 0) {
+        if (pid > 0)
+            setpgid(pid, pid);
         return pid;
-    setsid();
-    ioctl(STDIN_FILENO, TIOCSCTTY, 1); // console as controlling terminal; best effort
+    }
+    setpgid(0, 0);
+    tcsetpgrp(STDIN_FILENO, getpid()); // SIGTTOU is ignored (inherited from init)
+    signal(SIGTTOU, SIG_DFL);
     execvp(argv[0], argv);
     say("ember-init: cannot run '%s': %s\n", argv[0], strerror(errno));
     _exit(127);
@@ -128,6 +136,8 @@ static int wait_for(pid_t child)
 
 static void finish(int status)
 {
+    tcsetpgrp(STDIN_FILENO, getpgrp()); // the console is ours again
+    tcdrain(STDOUT_FILENO);             // the command's output leaves first
     say("EMBER-EXIT=%d\n", status);
     tcdrain(STDOUT_FILENO); // make sure the line left the UART before the VMM may stop us
     sync();
@@ -142,9 +152,12 @@ static void finish(int status)
 int main(int argc, char *argv[])
 {
     is_pid1 = getpid() == 1;
+    signal(SIGTTOU, SIG_IGN); // init may set the console's foreground group from any group
     if (is_pid1) {
         mount_fs("devtmpfs", "/dev", MS_NOSUID, "mode=0755");
         use_console();
+        setsid();                              // init leads the console's session...
+        ioctl(STDIN_FILENO, TIOCSCTTY, 1);     // ...and holds it as controlling terminal
     }
     poke_marker(MARKER_BOOT_OFFSET, MARKER_BOOT_VALUE);
     say("EMBER-INIT-READY\n");
