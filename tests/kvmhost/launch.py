@@ -1,0 +1,405 @@
+#!/usr/bin/env python3
+"""Start the kvmhost test host (QEMU) and relay the command's output.
+
+Called by tests/kvmhost/run; not meant to be used by hand.
+
+    launch.py --timeout S --log CONSOLE_LOG --cleanup JOBDIR -- qemu-system-x86_64 ARGS...
+    launch.py --direct --timeout S -- CMD ARGS...
+
+The command's stdout and stderr arrive on two virtio-serial ports whose QEMU
+chardevs write into pipes read here and copied, as they come, to our own
+stdout and stderr.  A third port carries a tiny line protocol (see init):
+the test host announces "DONE <status> <stdout bytes> <stderr bytes>"; once
+that many bytes arrived here we answer "ACK" and the test host powers off,
+so the tail of the output is never lost.  Exit status: the command's,
+124 on timeout, 125 when the test host failed, 128+n on signal n.
+"""
+
+import ctypes
+import errno
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import shutil
+import time
+
+T0 = time.monotonic()
+VERBOSE = os.environ.get("EMBER_KVMHOST_VERBOSE", "") not in ("", "0")
+
+qemu = None
+log_path = None
+keep_log = False
+cleanup_dir = None
+scratch_tmp = None
+qemu_log = None
+child = None
+
+
+def say(msg):
+    try:
+        os.write(2, ("kvmhost: %s\n" % msg).encode(errors="replace"))
+    except OSError:
+        pass
+
+
+def kill_qemu():
+    global qemu
+    if qemu is not None and qemu.poll() is None:
+        try:
+            qemu.kill()
+        except OSError:
+            pass
+        try:
+            qemu.wait(timeout=10)
+        except Exception:
+            pass
+
+
+def finish(code, msg=None, show_log=False):
+    kill_qemu()
+    if msg:
+        if show_log:
+            try:
+                with open(qemu_log, "rb") as f:
+                    lines = f.read().decode(errors="replace").strip().splitlines()
+                if lines:
+                    msg += "; QEMU said: %s" % lines[-1]
+            except (OSError, TypeError):
+                pass
+            msg += " (test host console log: %s)" % log_path
+        say(msg)
+    remove_empty_scratch()
+    # The job dir holds the console log: keep it when it is worth reading.
+    if cleanup_dir and not show_log and not keep_log:
+        shutil.rmtree(cleanup_dir, ignore_errors=True)
+    os._exit(code)
+
+
+def remove_empty_scratch():
+    """A scratch dir that run made itself and that stayed empty is removed."""
+    if scratch_tmp:
+        try:
+            os.rmdir(scratch_tmp)
+        except OSError:
+            pass
+
+
+def on_signal(signum, _frame):
+    finish(128 + signum)
+
+
+booted = False
+
+
+def on_timeout(_signum, _frame):
+    if booted:
+        finish(124, "timeout: the command did not finish within %s s, killed the test host"
+               % fmt(TIMEOUT), show_log=True)
+    finish(124, "timeout: the test host did not start the command within %s s"
+           % fmt(BOOT_TIMEOUT), show_log=True)
+
+
+def fmt(secs):
+    return ("%.1f" % secs).rstrip("0").rstrip(".")
+
+
+def set_pdeathsig():
+    # QEMU dies with us even if we are SIGKILLed.
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+    # Ignore the terminal's ^C in QEMU: we handle it and kill QEMU ourselves.
+    os.setpgrp()
+
+
+def write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def descendants(pid):
+    """pid and all its descendants (best effort, from /proc)."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d, "rb") as f:
+                st = f.read()
+            ppid = int(st[st.rindex(b")") + 2:].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        kids.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def kill_tree(pid, sig):
+    for p in descendants(pid):
+        try:
+            os.kill(p, sig)
+        except OSError:
+            pass
+
+
+def run_direct(cmd, env=None):
+    """Run CMD here, with the time limit; CMD stays in our process group so
+    that the terminal's ^C reaches it as usual."""
+    global child
+
+    def forward(signum, _frame):
+        if child is not None:
+            try:
+                child.send_signal(signum)
+            except OSError:
+                pass
+
+    state = {"doomed": None}
+
+    def expire(_signum, _frame):
+        if state["doomed"] is None:
+            say("timeout: the command did not finish within %s s, killed it" % fmt(TIMEOUT))
+            state["doomed"] = descendants(child.pid)
+            for p in state["doomed"]:
+                try:
+                    os.kill(p, signal.SIGTERM)
+                except OSError:
+                    pass
+            signal.setitimer(signal.ITIMER_REAL, 5)   # then SIGKILL
+        else:
+            for p in state["doomed"] + descendants(child.pid):
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except OSError:
+                    pass
+
+    # ^C and ^\ go to the whole foreground process group: let CMD decide.
+    # (A no-op handler, not SIG_IGN, so that CMD does not inherit "ignored".)
+    signal.signal(signal.SIGINT, lambda *_: None)
+    signal.signal(signal.SIGQUIT, lambda *_: None)
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGHUP, forward)
+    try:
+        if env is not None:
+            path = env.get(b"PATH", b"").decode(errors="surrogateescape")
+            exe = shutil.which(cmd[0], path=path) or cmd[0]
+            env[b"_"] = os.fsencode(exe)
+            child = subprocess.Popen([exe] + cmd[1:], env=env)
+        else:
+            child = subprocess.Popen(cmd)
+    except FileNotFoundError:
+        say("%s: command not found" % cmd[0])
+        return 127
+    except OSError as e:
+        say("%s: %s" % (cmd[0], e))
+        return 126
+    signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, TIMEOUT)
+    while True:
+        try:
+            rc = child.wait()
+            break
+        except InterruptedError:
+            continue
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    if state["doomed"] is not None:
+        for p in state["doomed"]:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+        return 124
+    return 128 - rc if rc < 0 else rc
+
+
+def main():
+    global qemu, log_path, TIMEOUT, BOOT_TIMEOUT, keep_log, cleanup_dir, booted, scratch_tmp
+    BOOT_TIMEOUT = float(os.environ.get("EMBER_KVMHOST_BOOT_TIMEOUT") or 300)
+    args = sys.argv[1:]
+    direct = False
+    env = None
+    TIMEOUT = 3600.0
+    while args and args[0] != "--":
+        if args[0] == "--timeout":
+            TIMEOUT = float(args[1])
+            args = args[2:]
+        elif args[0] == "--log":
+            log_path = args[1]
+            args = args[2:]
+        elif args[0] == "--cleanup":
+            cleanup_dir = args[1]
+            args = args[2:]
+        elif args[0] == "--scratch-tmp":
+            scratch_tmp = args[1]
+            args = args[2:]
+        elif args[0] == "--env-fd":
+            with os.fdopen(int(args[1]), "rb") as f:
+                env_blob = f.read()
+            env = {}
+            for item in env_blob.split(b"\0"):
+                if b"=" in item:
+                    k, v = item.split(b"=", 1)
+                    env[k] = v
+            env.pop(b"_", None)
+            args = args[2:]
+        elif args[0] == "--direct":
+            direct = True
+            args = args[1:]
+        else:
+            say("launch.py: bad argument %r" % args[0])
+            return 125
+    if direct:
+        rc = run_direct(args[1:], env)
+        remove_empty_scratch()
+        return rc
+    qemu_argv = args[1:]
+    keep_log = os.environ.get("EMBER_KVMHOST_KEEP_LOG", "") not in ("", "0")
+
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(s, on_signal)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGALRM, on_timeout)
+    # Booting has its own limit; --timeout counts from the command's start.
+    signal.setitimer(signal.ITIMER_REAL, BOOT_TIMEOUT)
+
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    ctl_ours, ctl_qemu = socket.socketpair()   # the control port, both ways
+    ctl_r = ctl_w_ours = ctl_ours.fileno()
+    ctl_q = ctl_qemu.fileno()
+    for fd in (out_r, err_r):
+        try:
+            import fcntl
+            fcntl.fcntl(fd, 1031, 1 << 20)  # F_SETPIPE_SZ: fewer stalls
+        except OSError:
+            pass
+    qemu_argv += [
+        "-add-fd", "fd=%d,set=1" % out_w,
+        "-add-fd", "fd=%d,set=2" % err_w,
+        "-chardev", "file,id=kvout,path=/dev/fdset/1,append=on",
+        "-chardev", "file,id=kverr,path=/dev/fdset/2,append=on",
+        "-chardev", "socket,id=kvctl,fd=%d" % ctl_q,
+        "-device", "virtio-serial-pci,id=kvser",
+        "-device", "virtserialport,bus=kvser.0,chardev=kvout,name=kvmhost.out",
+        "-device", "virtserialport,bus=kvser.0,chardev=kverr,name=kvmhost.err",
+        "-device", "virtserialport,bus=kvser.0,chardev=kvctl,name=kvmhost.ctl",
+    ]
+    # QEMU's own messages must not mix with the command's stderr.
+    global qemu_log
+    qemu_log = os.path.join(os.path.dirname(log_path), "qemu.log")
+    try:
+        with open(qemu_log, "wb") as qlog:
+            qemu = subprocess.Popen(qemu_argv, stdin=subprocess.DEVNULL,
+                                    stdout=qlog, stderr=qlog,
+                                    pass_fds=(out_w, err_w, ctl_q),
+                                    preexec_fn=set_pdeathsig)
+    except OSError as e:
+        finish(125, "could not start %s: %s" % (qemu_argv[0], e))
+    for fd in (out_w, err_w):
+        os.close(fd)
+    ctl_qemu.close()
+
+    sel = selectors.DefaultSelector()
+    sel.register(out_r, selectors.EVENT_READ, 1)
+    sel.register(err_r, selectors.EVENT_READ, 2)
+    sel.register(ctl_r, selectors.EVENT_READ, 0)
+    got = {1: 0, 2: 0}
+    ctl_buf = b""
+    done = None           # (status, out bytes, err bytes)
+    acked = False
+    failure = None
+    ready_at = None
+
+    while sel.get_map():
+        for key, _ in sel.select():
+            fd, what = key.fd, key.data
+            try:
+                data = os.read(fd, 1 << 20)
+            except OSError as e:
+                if e.errno == errno.EINTR:
+                    continue
+                raise
+            if not data:
+                sel.unregister(fd)
+                continue
+            if what:
+                got[what] += len(data)
+                try:
+                    write_all(what, data)
+                except OSError as e:
+                    if e.errno == errno.EPIPE:
+                        # Like the command getting SIGPIPE.
+                        finish(128 + signal.SIGPIPE)
+                    raise
+            else:
+                ctl_buf += data
+                while b"\n" in ctl_buf:
+                    line, ctl_buf = ctl_buf.split(b"\n", 1)
+                    words = line.decode(errors="replace").split()
+                    if not words:
+                        continue
+                    if words[0] == "READY":
+                        booted = True
+                        signal.setitimer(signal.ITIMER_REAL, TIMEOUT)
+                        ready_at = time.monotonic()
+                        if VERBOSE:
+                            say("test host ready after %.1f s" % (ready_at - T0))
+                    elif words[0] == "DONE" and len(words) == 4:
+                        done = tuple(int(w) for w in words[1:])
+                    elif words[0] == "ERR":
+                        failure = " ".join(words[1:])
+                        finish(125, "test host setup failed: %s" % failure,
+                               show_log=True)
+            if done and not acked and got[1] >= done[1] and got[2] >= done[2]:
+                try:
+                    write_all(ctl_w_ours, b"ACK\n")
+                except OSError:
+                    pass
+                acked = True
+                end_at = time.monotonic()
+                if VERBOSE:
+                    say("command finished after %.1f s (%.1f s in the test host)"
+                        % (end_at - T0, end_at - (ready_at or T0)))
+                # Do not wait long for the power-off: the output is all here.
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                poweroff_deadline = time.monotonic() + 10
+                try:
+                    qemu.wait(timeout=max(0.1, poweroff_deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
+                kill_qemu()
+                # Drain what is left (nothing, normally) without blocking.
+                for k in list(sel.get_map().values()):
+                    if k.data:
+                        os.set_blocking(k.fd, False)
+                        try:
+                            while True:
+                                d = os.read(k.fd, 1 << 20)
+                                if not d:
+                                    break
+                                write_all(k.data, d)
+                        except (BlockingIOError, OSError):
+                            pass
+                finish(done[0])
+
+    # All pipes closed: QEMU is gone without a DONE.
+    rc = qemu.wait()
+    if done is None:
+        finish(125, "the test host stopped before the command finished "
+               "(QEMU exit status %d)" % rc, show_log=True)
+    finish(done[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
