@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "bus.h"
 #include "guest_mem.h"
@@ -46,11 +47,13 @@ struct vm {
     struct vcpu vcpu[VM_MAX_CPUS];
     struct boot_setup boot;
 
-    atomic_int stopping;    /* set once: every vCPU leaves KVM_RUN and its thread ends */
-    atomic_int stop_reason; /* enum vm_stop_reason of the first stop request */
-    int wake_fd;            /* eventfd the main loop waits on for stop requests */
-    int exit_status;        /* value written to the exit-status device, or -1 */
-    int stop_signal;        /* signal number for STOP_SIGNAL */
+    atomic_int stopping;        /* set once: every vCPU leaves KVM_RUN and its thread ends */
+    atomic_int stop_reason;     /* enum vm_stop_reason of the first stop request */
+    int wake_fd;                /* eventfd the main loop waits on for stop requests */
+    int exit_status;            /* value written to the exit-status device, or -1 */
+    int stop_signal;            /* signal number for STOP_SIGNAL */
+    int boot_timer;             /* --boot-timer: report the first KVM_RUN too */
+    struct timespec start_wall; /* ember's start (CLOCK_MONOTONIC), for the boot timer */
 };
 
 /* /dev/kvm: open, check the API version and every capability ember needs. -errno. */

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 
 static int vcpu_create(struct vm *vm, int index, struct kvm_cpuid2 *supported)
 {
@@ -169,11 +170,26 @@ static int handle_exit(struct vcpu *v)
     }
 }
 
+/* --boot-timer: how long ember took from its start to the guest's first instruction. */
+static void report_first_run(const struct vm *vm)
+{
+    struct timespec now, cpu;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
+    log_info("boot-timer: first KVM_RUN %.2f ms after ember started (%.2f ms ember CPU time)",
+             (double)(now.tv_sec - vm->start_wall.tv_sec) * 1e3 +
+                     (double)(now.tv_nsec - vm->start_wall.tv_nsec) / 1e6,
+             (double)cpu.tv_sec * 1e3 + (double)cpu.tv_nsec / 1e6);
+}
+
 static void *vcpu_thread(void *arg)
 {
     struct vcpu *v = arg;
     struct vm *vm = v->vm;
 
+    if (v->index == 0 && vm->boot_timer)
+        report_first_run(vm);
     while (!atomic_load(&vm->stopping)) {
         if (ioctl(v->fd, KVM_RUN, 0) < 0) {
             if (errno == EINTR || errno == EAGAIN) {

@@ -1,4 +1,5 @@
-// ember guest init: mounts the basics, signals the VMM, runs the kernel-cmdline command (or a shell), powers off.
+// ember guest init: mounts the basics, signals the VMM, runs the kernel-cmdline command (or a
+// shell), powers off.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -18,10 +19,10 @@
 #include <unistd.h>
 
 // ember's marker page: boot marker at offset 0, exit-status byte at offset 8.
-#define MARKER_PAGE_PHYS 0xC0000000UL
+#define MARKER_PAGE_PHYS   0xC0000000UL
 #define MARKER_BOOT_OFFSET 0
 #define MARKER_EXIT_OFFSET 8
-#define MARKER_BOOT_VALUE 123
+#define MARKER_BOOT_VALUE  123
 
 static int is_pid1;
 
@@ -156,8 +157,8 @@ int main(int argc, char *argv[])
     if (is_pid1) {
         mount_fs("devtmpfs", "/dev", MS_NOSUID, "mode=0755");
         use_console();
-        setsid();                              // init leads the console's session...
-        ioctl(STDIN_FILENO, TIOCSCTTY, 1);     // ...and holds it as controlling terminal
+        setsid();                          // init leads the console's session...
+        ioctl(STDIN_FILENO, TIOCSCTTY, 1); // ...and holds it as controlling terminal
     }
     poke_marker(MARKER_BOOT_OFFSET, MARKER_BOOT_VALUE);
     say("EMBER-INIT-READY\n");
@@ -175,7 +176,7 @@ int main(int argc, char *argv[])
     if (argc > 1) {
         finish(wait_for(spawn(argv + 1)));
     } else {
-        char *shell[] = { "/bin/sh", NULL };
+        char *shell[] = {"/bin/sh", NULL};
         finish(wait_for(spawn(shell)));
     }
     return 0;

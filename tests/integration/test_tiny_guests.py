@@ -17,6 +17,10 @@ def test_exit_status_device_and_boot_timer(ember, tiny, run_cmd):
                   r"\(([0-9.]+) ms ember CPU time\)", r.err)
     assert m, r
     assert float(m.group(1)) > 0 and float(m.group(2)) > 0, r
+    first = re.search(r"boot-timer: first KVM_RUN ([0-9.]+) ms after ember started "
+                      r"\(([0-9.]+) ms ember CPU time\)", r.err)
+    assert first, r
+    assert 0 < float(first.group(1)) <= float(m.group(1)), r
 
 
 def test_boot_timer_is_silent_without_flag(ember, tiny, run_cmd):
