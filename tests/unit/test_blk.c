@@ -1,0 +1,815 @@
+/* Unit tests for virtio-blk, driven through the virtio-mmio bus without KVM, on a temp file. */
+#include "check.h"
+#include "layout.h"
+#include "virtio.h"
+#include "virtio_devices.h"
+#include "vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define R_DEV_FEAT     0x010
+#define R_DEV_FEAT_SEL 0x014
+#define R_DRV_FEAT     0x020
+#define R_DRV_FEAT_SEL 0x024
+#define R_QUEUE_SEL    0x030
+#define R_QUEUE_MAX    0x034
+#define R_QUEUE_NUM    0x038
+#define R_QUEUE_READY  0x044
+#define R_NOTIFY       0x050
+#define R_STATUS       0x070
+#define R_DESC_LO      0x080
+#define R_DRIVER_LO    0x090
+#define R_DEVICE_LO    0x0a0
+#define R_CONFIG       0x100
+
+#define S_ACK 1
+#define S_DRV 2
+#define S_DOK 4
+#define S_FOK 8
+#define S_NR  64
+
+#define F_SEG_MAX   (1ULL << 2)
+#define F_RO        (1ULL << 5)
+#define F_BLK_SIZE  (1ULL << 6)
+#define F_FLUSH     (1ULL << 9)
+#define F_DISCARD   (1ULL << 13)
+#define F_WZ        (1ULL << 14)
+#define F_EVENT_IDX (1ULL << 29)
+#define F_V1        (1ULL << 32)
+
+#define T_IN      0
+#define T_OUT     1
+#define T_FLUSH   4
+#define T_GET_ID  8
+#define T_LIFE    10
+#define T_DISCARD 11
+#define T_WZ      13
+
+#define ST_OK     0
+#define ST_IOERR  1
+#define ST_UNSUPP 2
+
+#define QSIZE      256
+#define DESC_GPA   0x10000ULL
+#define AVAIL_GPA  0x20000ULL
+#define USED_GPA   0x30000ULL
+#define HDR_GPA    0x40000ULL /* headers, 16 bytes apart */
+#define STATUS_GPA 0x50000ULL /* status bytes, one per request of a batch */
+#define SEG_GPA    0x60000ULL /* discard / write-zeroes segments */
+#define DATA_GPA   0x100000ULL
+#define BACK_GPA   0x400000ULL /* where data is read back */
+
+#define DISK_SECTORS 2048 /* 1 MiB */
+
+struct seg {
+    uint64_t gpa;
+    uint32_t len;
+    bool write;
+};
+
+static struct vm vm;
+static struct loop loop;
+static struct virtio_dev dev, rodev, syncdev;
+static struct virtio_dev *cur;
+static char disk_path[64];
+static int disk_fd = -1;
+static uint16_t avail_shadow, used_seen, next_desc;
+static uint32_t last_used_len;
+
+/* ---- driver side ---- */
+
+static uint32_t rd(uint64_t off)
+{
+    uint32_t v = 0;
+
+    CHECK_EQ(bus_read(&vm.mmio, cur->mmio_base + off, (uint8_t *)&v, 4), 0);
+    return v;
+}
+
+static void wr(uint64_t off, uint32_t v)
+{
+    CHECK_EQ(bus_write(&vm.mmio, cur->mmio_base + off, (const uint8_t *)&v, 4), 0);
+}
+
+static uint64_t rd_config(uint32_t off, uint32_t len)
+{
+    uint64_t v = 0;
+
+    if (len == 8) {
+        v = rd_config(off, 4);
+        return v | rd_config(off + 4, 4) << 32;
+    }
+    CHECK_EQ(bus_read(&vm.mmio, cur->mmio_base + R_CONFIG + off, (uint8_t *)&v, len), 0);
+    return v;
+}
+
+static uint64_t offered(void)
+{
+    uint64_t f;
+
+    wr(R_DEV_FEAT_SEL, 0);
+    f = rd(R_DEV_FEAT);
+    wr(R_DEV_FEAT_SEL, 1);
+    return f | (uint64_t)rd(R_DEV_FEAT) << 32;
+}
+
+/* Reset the device and bring it up with `features` and one 256-entry queue. */
+static void driver_up(struct virtio_dev *d, uint64_t features)
+{
+    cur = d;
+    wr(R_STATUS, 0);
+    memset(guest_ptr(&vm.mem, DESC_GPA, 0x30000), 0, 0x30000);
+    avail_shadow = used_seen = next_desc = 0;
+    wr(R_STATUS, S_ACK | S_DRV);
+    wr(R_DRV_FEAT_SEL, 0);
+    wr(R_DRV_FEAT, (uint32_t)features);
+    wr(R_DRV_FEAT_SEL, 1);
+    wr(R_DRV_FEAT, (uint32_t)(features >> 32));
+    wr(R_STATUS, S_ACK | S_DRV | S_FOK);
+    CHECK_EQ(rd(R_STATUS), S_ACK | S_DRV | S_FOK);
+    wr(R_QUEUE_SEL, 0);
+    CHECK_EQ(rd(R_QUEUE_MAX), QSIZE);
+    wr(R_QUEUE_NUM, QSIZE);
+    wr(R_DESC_LO, (uint32_t)DESC_GPA);
+    wr(R_DRIVER_LO, (uint32_t)AVAIL_GPA);
+    wr(R_DEVICE_LO, (uint32_t)USED_GPA);
+    wr(R_QUEUE_READY, 1);
+    wr(R_STATUS, S_ACK | S_DRV | S_FOK | S_DOK);
+    CHECK_EQ(rd(R_STATUS), S_ACK | S_DRV | S_FOK | S_DOK);
+}
+
+static void put_desc(uint16_t i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
+{
+    uint8_t d[16];
+
+    memcpy(d, &addr, 8);
+    memcpy(d + 8, &len, 4);
+    memcpy(d + 12, &flags, 2);
+    memcpy(d + 14, &next, 2);
+    CHECK_EQ(guest_write(&vm.mem, DESC_GPA + 16ULL * i, d, sizeof(d)), 0);
+}
+
+/* Write a chain into the descriptor table and the avail ring (not published yet). */
+static uint16_t add_chain(const struct seg *s, int n)
+{
+    uint16_t head = next_desc;
+
+    for (int i = 0; i < n; i++) {
+        uint16_t idx = (uint16_t)((head + i) % QSIZE), nxt = (uint16_t)((head + i + 1) % QSIZE);
+        uint16_t flags = (uint16_t)((s[i].write ? 2 : 0) | (i + 1 < n ? 1 : 0));
+
+        put_desc(idx, s[i].gpa, s[i].len, flags, nxt);
+    }
+    next_desc = (uint16_t)((head + n) % QSIZE);
+    CHECK_EQ(guest_write(&vm.mem, AVAIL_GPA + 4 + 2ULL * (avail_shadow % QSIZE), &head, 2), 0);
+    avail_shadow++;
+    return head;
+}
+
+static uint16_t used_idx(void)
+{
+    uint16_t v = 0;
+
+    CHECK_EQ(guest_read(&vm.mem, USED_GPA + 2, &v, 2), 0);
+    return v;
+}
+
+static void kick(void)
+{
+    CHECK_EQ(guest_write(&vm.mem, AVAIL_GPA + 2, &avail_shadow, 2), 0);
+    if (cur->loop) {
+        wr(R_NOTIFY, 0);
+        return;
+    }
+    /* The synchronous device has no loop: play the kick handler's part. */
+    pthread_mutex_lock(&cur->lock);
+    if (!cur->broken)
+        cur->ops->queue_notify(cur, &cur->vq[0]);
+    pthread_mutex_unlock(&cur->lock);
+}
+
+/* Run the loop until `n` more chains are used (or 5 s pass). */
+static bool wait_used(uint16_t n)
+{
+    uint16_t target = (uint16_t)(used_seen + n);
+
+    for (int i = 0; i < 500 && used_idx() != target; i++)
+        CHECK_EQ(loop_run_once(&loop, 10), 0);
+    if (used_idx() != target)
+        return false;
+    CHECK_EQ(guest_read(&vm.mem, USED_GPA + 4 + 8ULL * ((target - 1) % QSIZE) + 4, &last_used_len,
+                        4),
+             0);
+    used_seen = target;
+    return true;
+}
+
+/* Give the device time to (wrongly) use chains; true if none were. */
+static bool nothing_used(void)
+{
+    for (int i = 0; i < 10; i++)
+        CHECK_EQ(loop_run_once(&loop, 5), 0);
+    return used_idx() == used_seen;
+}
+
+static int status_at(int i)
+{
+    uint8_t st = 0xee;
+
+    CHECK_EQ(guest_read(&vm.mem, STATUS_GPA + (uint64_t)i, &st, 1), 0);
+    return st;
+}
+
+static void put_header(int i, uint32_t type, uint64_t sector)
+{
+    uint8_t h[16] = {0};
+    uint8_t poison = 0xee;
+
+    memcpy(h, &type, 4);
+    memcpy(h + 8, &sector, 8);
+    CHECK_EQ(guest_write(&vm.mem, HDR_GPA + 16ULL * i, h, sizeof(h)), 0);
+    CHECK_EQ(guest_write(&vm.mem, STATUS_GPA + (uint64_t)i, &poison, 1), 0);
+}
+
+/* One request: header, the data segments, a status byte; returns the status (-1: no reply). */
+static int request(uint32_t type, uint64_t sector, const struct seg *data, int ndata)
+{
+    struct seg s[200];
+
+    put_header(0, type, sector);
+    s[0] = (struct seg){HDR_GPA, 16, false};
+    for (int i = 0; i < ndata; i++)
+        s[1 + i] = data[i];
+    s[1 + ndata] = (struct seg){STATUS_GPA, 1, true};
+    add_chain(s, ndata + 2);
+    kick();
+    if (!wait_used(1))
+        return -1;
+    return status_at(0);
+}
+
+static int rw(uint32_t type, uint64_t sector, uint64_t gpa, uint32_t len)
+{
+    struct seg s = {gpa, len, type == T_IN};
+
+    return request(type, sector, &s, len ? 1 : 0);
+}
+
+static int dwz(uint32_t type, uint64_t sector, uint32_t num, uint32_t flags)
+{
+    uint8_t b[16];
+    struct seg s = {SEG_GPA, 16, false};
+
+    memcpy(b, &sector, 8);
+    memcpy(b + 8, &num, 4);
+    memcpy(b + 12, &flags, 4);
+    CHECK_EQ(guest_write(&vm.mem, SEG_GPA, b, sizeof(b)), 0);
+    return request(type, 0, &s, 1);
+}
+
+static void fill(uint64_t gpa, size_t len, uint8_t seed)
+{
+    uint8_t *p = guest_ptr(&vm.mem, gpa, len);
+
+    for (size_t i = 0; i < len; i++)
+        p[i] = (uint8_t)(seed + i * 7 + i / 512);
+}
+
+static bool file_equals(uint64_t sector, uint64_t gpa, size_t len)
+{
+    uint8_t *buf = malloc(len);
+    bool same = buf && pread(disk_fd, buf, len, (off_t)(sector * 512)) == (ssize_t)len &&
+                memcmp(buf, guest_ptr(&vm.mem, gpa, len), len) == 0;
+
+    free(buf);
+    return same;
+}
+
+static bool file_zero(uint64_t sector, size_t len)
+{
+    uint8_t *buf = malloc(len);
+    bool zero = buf && pread(disk_fd, buf, len, (off_t)(sector * 512)) == (ssize_t)len;
+
+    for (size_t i = 0; zero && i < len; i++)
+        zero = buf[i] == 0;
+    free(buf);
+    return zero;
+}
+
+/* ---- tests ---- */
+
+static void test_create_errors(void)
+{
+    struct disk_config c = {0};
+    static struct virtio_dev d;
+    char path[80];
+    int fd;
+
+    snprintf(c.path, sizeof(c.path), "/nonexistent/ember-disk");
+    CHECK_EQ(virtio_blk_create(&d, &c, &loop), -ENOENT);
+    snprintf(c.path, sizeof(c.path), "/tmp");
+    CHECK(virtio_blk_create(&d, &c, &loop) < 0);
+    c.readonly = 1;
+    CHECK_EQ(virtio_blk_create(&d, &c, &loop), -EINVAL); /* a directory */
+    snprintf(c.path, sizeof(c.path), "/dev/null");
+    CHECK_EQ(virtio_blk_create(&d, &c, &loop), -EINVAL); /* a character device */
+
+    snprintf(path, sizeof(path), "/tmp/ember-test-blk-odd-XXXXXX");
+    fd = mkstemp(path);
+    CHECK(fd >= 0);
+    snprintf(c.path, sizeof(c.path), "%s", path);
+    CHECK_EQ(virtio_blk_create(&d, &c, &loop), -EINVAL); /* empty */
+    CHECK_EQ(ftruncate(fd, 1000), 0);
+    CHECK_EQ(virtio_blk_create(&d, &c, &loop), -EINVAL); /* not a multiple of 512 */
+    CHECK_EQ(ftruncate(fd, 1024), 0);
+    CHECK_EQ(virtio_blk_create(&d, &c, &loop), 0);
+    d.ops->destroy(&d);
+    close(fd);
+    unlink(path);
+}
+
+static void test_identity_and_config(void)
+{
+    uint64_t f;
+
+    cur = &dev;
+    CHECK_EQ(dev.device_id, 2);
+    f = offered();
+    CHECK(f & F_V1);
+    CHECK(f & F_FLUSH);
+    CHECK(f & F_SEG_MAX);
+    CHECK(f & F_BLK_SIZE);
+    CHECK(f & F_DISCARD);
+    CHECK(f & F_WZ);
+    CHECK(!(f & F_RO));
+    CHECK_EQ(rd_config(0, 8), DISK_SECTORS); /* capacity */
+    CHECK_EQ(rd_config(12, 4), 128);         /* seg_max */
+    CHECK_EQ(rd_config(20, 4), 512);         /* blk_size */
+    CHECK(rd_config(36, 4) > 0);             /* max_discard_sectors */
+    CHECK_EQ(rd_config(40, 4), 1);           /* max_discard_seg */
+    CHECK(rd_config(44, 4) > 0);             /* discard_sector_alignment */
+    CHECK(rd_config(48, 4) > 0);             /* max_write_zeroes_sectors */
+    CHECK_EQ(rd_config(52, 4), 1);           /* max_write_zeroes_seg */
+    CHECK_EQ(rd_config(56, 1), 1);           /* write_zeroes_may_unmap */
+    CHECK_EQ(rd_config(58, 2), 0);
+    CHECK_EQ(rd_config(60, 4), 0); /* past the end */
+
+    cur = &rodev;
+    f = offered();
+    CHECK(f & F_RO);
+    CHECK(!(f & F_DISCARD) && !(f & F_WZ));
+    CHECK_EQ(rd_config(36, 4), 0);
+    CHECK_EQ(rd_config(48, 4), 0);
+}
+
+static void test_read_write(struct virtio_dev *d)
+{
+    struct seg two[2] = {{DATA_GPA, 1536, false}, {DATA_GPA + 0x10000, 2560, false}};
+    struct seg back[2] = {{BACK_GPA, 512, true}, {BACK_GPA + 512, 3584, true}};
+    uint64_t req0 = d->stat_requests, bytes0 = d->stat_bytes;
+
+    driver_up(d, F_V1 | F_FLUSH | F_DISCARD | F_WZ | F_SEG_MAX | F_BLK_SIZE);
+    fill(DATA_GPA, 1536, 1);
+    fill(DATA_GPA + 0x10000, 2560, 2);
+    CHECK_EQ(request(T_OUT, 10, two, 2), ST_OK);
+    CHECK_EQ(last_used_len, 1);
+    CHECK(file_equals(10, DATA_GPA, 1536));
+    CHECK(file_equals(13, DATA_GPA + 0x10000, 2560));
+
+    memset(guest_ptr(&vm.mem, BACK_GPA, 4096), 0, 4096);
+    CHECK_EQ(request(T_IN, 10, back, 2), ST_OK);
+    CHECK_EQ(last_used_len, 4097);
+    CHECK(memcmp(guest_ptr(&vm.mem, BACK_GPA, 1536), guest_ptr(&vm.mem, DATA_GPA, 1536), 1536) ==
+          0);
+    CHECK(memcmp(guest_ptr(&vm.mem, BACK_GPA + 1536, 2560),
+                 guest_ptr(&vm.mem, DATA_GPA + 0x10000, 2560), 2560) == 0);
+
+    /* The last sector, and a zero-length read. */
+    fill(DATA_GPA, 512, 9);
+    CHECK_EQ(rw(T_OUT, DISK_SECTORS - 1, DATA_GPA, 512), ST_OK);
+    CHECK(file_equals(DISK_SECTORS - 1, DATA_GPA, 512));
+    CHECK_EQ(rw(T_IN, DISK_SECTORS, DATA_GPA, 0), ST_OK);
+
+    /* Data and status byte in one writable buffer: the status is its last byte. */
+    {
+        struct seg one = {BACK_GPA, 513, true};
+        uint8_t st;
+
+        put_header(0, T_IN, DISK_SECTORS - 1);
+        struct seg s[2] = {{HDR_GPA, 16, false}, one};
+        add_chain(s, 2);
+        kick();
+        CHECK(wait_used(1));
+        CHECK(memcmp(guest_ptr(&vm.mem, BACK_GPA, 512), guest_ptr(&vm.mem, DATA_GPA, 512), 512) ==
+              0);
+        CHECK_EQ(guest_read(&vm.mem, BACK_GPA + 512, &st, 1), 0);
+        CHECK_EQ(st, ST_OK);
+    }
+
+    /* The header split over two descriptors. */
+    {
+        struct seg s[3] = {{HDR_GPA, 8, false}, {HDR_GPA + 8, 8, false}, {STATUS_GPA, 1, true}};
+
+        put_header(0, T_FLUSH, 0);
+        add_chain(s, 3);
+        kick();
+        CHECK(wait_used(1));
+        CHECK_EQ(status_at(0), ST_OK);
+    }
+    CHECK_EQ(rw(T_FLUSH, 12345, 0, 0), ST_OK);
+    CHECK_EQ(d->stat_requests - req0, 7);
+    CHECK_EQ(d->stat_bytes - bytes0, 4096 * 2 + 512 * 2);
+}
+
+static void test_get_id(void)
+{
+    struct seg id = {BACK_GPA, 20, true};
+    char buf[20];
+
+    driver_up(&dev, F_V1 | F_FLUSH);
+    memset(guest_ptr(&vm.mem, BACK_GPA, 20), 'x', 20);
+    CHECK_EQ(request(T_GET_ID, 0, &id, 1), ST_OK);
+    CHECK_EQ(last_used_len, 21);
+    CHECK_EQ(guest_read(&vm.mem, BACK_GPA, buf, 20), 0);
+    CHECK(memcmp(buf, "test-serial\0\0\0\0\0\0\0\0\0", 20) == 0);
+
+    /* A shorter buffer gets a prefix; the status byte is never overwritten. */
+    id.len = 4;
+    CHECK_EQ(request(T_GET_ID, 0, &id, 1), ST_OK);
+    CHECK_EQ(last_used_len, 5);
+
+    /* Without id=: the default names the disk's slot. */
+    driver_up(&rodev, F_V1 | F_RO);
+    id.len = 20;
+    CHECK_EQ(request(T_GET_ID, 0, &id, 1), ST_OK);
+    CHECK_EQ(guest_read(&vm.mem, BACK_GPA, buf, 20), 0);
+    CHECK(memcmp(buf, "ember-disk-1\0", 13) == 0);
+    wr(R_STATUS, 0);
+}
+
+static void test_discard_write_zeroes(struct virtio_dev *d)
+{
+    driver_up(d, F_V1 | F_FLUSH | F_DISCARD | F_WZ);
+    fill(DATA_GPA, 64 * 1024, 3);
+    CHECK_EQ(rw(T_OUT, 128, DATA_GPA, 64 * 1024), ST_OK);
+    CHECK(file_equals(128, DATA_GPA, 64 * 1024));
+
+    CHECK_EQ(dwz(T_WZ, 130, 4, 0), ST_OK);
+    CHECK(file_zero(130, 4 * 512));
+    CHECK(file_equals(128, DATA_GPA, 2 * 512));
+    CHECK(file_equals(134, DATA_GPA + 6 * 512, 512));
+    CHECK_EQ(dwz(T_WZ, 136, 16, 1), ST_OK); /* may unmap */
+    CHECK(file_zero(136, 16 * 512));
+    CHECK(file_equals(152, DATA_GPA + 24 * 512, 512));
+    CHECK_EQ(dwz(T_DISCARD, 160, 32, 0), ST_OK);
+    CHECK_EQ(dwz(T_DISCARD, 0, 0, 0), ST_OK); /* nothing */
+    CHECK_EQ(dwz(T_WZ, DISK_SECTORS - 8, 8, 0), ST_OK);
+    CHECK(file_zero(DISK_SECTORS - 8, 8 * 512));
+
+    /* Bad segments. */
+    CHECK_EQ(dwz(T_DISCARD, 0, 8, 1), ST_UNSUPP); /* unmap is for write-zeroes only */
+    CHECK_EQ(dwz(T_WZ, 0, 8, 2), ST_UNSUPP);      /* unknown flag */
+    CHECK_EQ(dwz(T_DISCARD, 0, 8, 0x80000000), ST_UNSUPP);
+    CHECK_EQ(dwz(T_WZ, DISK_SECTORS - 4, 8, 0), ST_IOERR); /* past the end */
+    CHECK_EQ(dwz(T_DISCARD, DISK_SECTORS + 1, 0, 0), ST_IOERR);
+    CHECK_EQ(dwz(T_WZ, UINT64_MAX - 1, 4, 0), ST_IOERR);
+    CHECK_EQ(dwz(T_WZ, 0, UINT32_MAX, 0), ST_IOERR); /* more than max_write_zeroes_sectors */
+    {
+        struct seg two = {SEG_GPA, 32, false}, half = {SEG_GPA, 8, false}, none = {0, 0, false};
+
+        memset(guest_ptr(&vm.mem, SEG_GPA, 32), 0, 32);
+        CHECK_EQ(request(T_DISCARD, 0, &two, 1), ST_UNSUPP); /* two segments, max is 1 */
+        CHECK_EQ(request(T_WZ, 0, &half, 1), ST_IOERR);      /* half a segment */
+        CHECK_EQ(request(T_WZ, 0, &none, 0), ST_IOERR);      /* no segment */
+    }
+    CHECK(file_equals(128, DATA_GPA, 2 * 512));
+
+    /* Not negotiated: unsupported. */
+    driver_up(d, F_V1 | F_FLUSH);
+    CHECK_EQ(dwz(T_DISCARD, 0, 8, 0), ST_UNSUPP);
+    CHECK_EQ(dwz(T_WZ, 0, 8, 0), ST_UNSUPP);
+}
+
+static void test_bad_requests(void)
+{
+    uint64_t err0;
+
+    driver_up(&dev, F_V1 | F_FLUSH | F_DISCARD | F_WZ);
+    err0 = dev.stat_errors;
+    fill(DATA_GPA, 4096, 5);
+    CHECK_EQ(rw(T_IN, DISK_SECTORS, BACK_GPA, 512), ST_IOERR);      /* past the end */
+    CHECK_EQ(rw(T_IN, DISK_SECTORS - 1, BACK_GPA, 1024), ST_IOERR); /* crosses the end */
+    CHECK_EQ(rw(T_OUT, DISK_SECTORS + 1, DATA_GPA, 0), ST_IOERR);
+    CHECK_EQ(rw(T_IN, (UINT64_MAX >> 9) + 1, BACK_GPA, 512), ST_IOERR); /* sector*512 overflows */
+    CHECK_EQ(rw(T_OUT, UINT64_MAX, DATA_GPA, 512), ST_IOERR);
+    CHECK_EQ(rw(T_IN, 0, BACK_GPA, 100), ST_IOERR); /* not a multiple of 512 */
+    CHECK_EQ(rw(T_OUT, 0, DATA_GPA, 513), ST_IOERR);
+    CHECK_EQ(rw(99, 0, BACK_GPA, 512), ST_UNSUPP);
+    CHECK_EQ(rw(T_LIFE, 0, BACK_GPA, 16), ST_UNSUPP);
+    CHECK_EQ(rw(0x80000000, 0, 0, 0), ST_UNSUPP);
+    CHECK_EQ(dev.stat_errors - err0, 10);
+
+    /* Data in the wrong direction: a readable buffer in a read, a writable one in a write. */
+    {
+        struct seg r = {DATA_GPA, 512, false}, w = {BACK_GPA, 512, true};
+
+        CHECK_EQ(request(T_IN, 0, &r, 1), ST_IOERR);
+        CHECK_EQ(request(T_OUT, 0, &w, 1), ST_IOERR);
+        CHECK_EQ(request(T_GET_ID, 0, &r, 1), ST_IOERR);
+    }
+
+    /* More data segments than seg_max. */
+    {
+        static struct seg many[130];
+
+        for (int i = 0; i < 130; i++)
+            many[i] = (struct seg){BACK_GPA + 512ULL * i, 512, true};
+        CHECK_EQ(request(T_IN, 0, many, 130), ST_IOERR);
+        for (int i = 0; i < 128; i++)
+            many[i].write = false, many[i].gpa = DATA_GPA + 512ULL * (i % 8);
+        CHECK_EQ(request(T_OUT, 0, many, 128), ST_OK); /* exactly seg_max */
+    }
+
+    /* A header shorter than 16 bytes. */
+    {
+        struct seg s[2] = {{HDR_GPA, 8, false}, {STATUS_GPA, 1, true}};
+
+        put_header(0, T_IN, 0);
+        add_chain(s, 2);
+        kick();
+        CHECK(wait_used(1));
+        CHECK_EQ(status_at(0), ST_IOERR);
+    }
+    /* No header at all, only a status byte. */
+    {
+        struct seg s = {STATUS_GPA, 1, true};
+
+        put_header(0, T_IN, 0);
+        add_chain(&s, 1);
+        kick();
+        CHECK(wait_used(1));
+        CHECK_EQ(status_at(0), ST_IOERR);
+    }
+    CHECK(!dev.broken);
+    CHECK(file_equals(0, DATA_GPA, 512));
+
+    /* The status byte in a read-only descriptor: the chain is malformed, the device broken. */
+    {
+        struct seg s[2] = {{HDR_GPA, 16, false}, {STATUS_GPA, 1, false}};
+
+        put_header(0, T_IN, 0);
+        add_chain(s, 2);
+        kick();
+        CHECK(nothing_used());
+        CHECK(dev.broken);
+        CHECK(rd(R_STATUS) & S_NR);
+        CHECK_EQ(status_at(0), 0xee);
+    }
+    /* Only a readable header. */
+    driver_up(&dev, F_V1 | F_FLUSH);
+    CHECK(!dev.broken);
+    {
+        struct seg s = {HDR_GPA, 16, false};
+
+        put_header(0, T_FLUSH, 0);
+        add_chain(&s, 1);
+        kick();
+        CHECK(nothing_used());
+        CHECK(dev.broken);
+    }
+    /* A descriptor outside guest RAM. */
+    driver_up(&dev, F_V1 | F_FLUSH);
+    {
+        struct seg s[3] = {{HDR_GPA, 16, false}, {1ULL << 40, 512, true}, {STATUS_GPA, 1, true}};
+
+        put_header(0, T_IN, 0);
+        add_chain(s, 3);
+        kick();
+        CHECK(nothing_used());
+        CHECK(dev.broken);
+    }
+    /* Reset brings it back. */
+    driver_up(&dev, F_V1 | F_FLUSH);
+    CHECK(!dev.broken);
+    CHECK_EQ(rw(T_IN, 0, BACK_GPA, 512), ST_OK);
+}
+
+static void test_readonly(void)
+{
+    uint8_t before[4096], after[4096];
+
+    CHECK_EQ(pread(disk_fd, before, sizeof(before), 0), (ssize_t)sizeof(before));
+    driver_up(&rodev, F_V1 | F_RO | F_FLUSH);
+    fill(DATA_GPA, 4096, 77);
+    CHECK_EQ(rw(T_OUT, 0, DATA_GPA, 4096), ST_IOERR);
+    CHECK_EQ(rw(T_IN, 0, BACK_GPA, 4096), ST_OK);
+    CHECK(memcmp(guest_ptr(&vm.mem, BACK_GPA, 4096), before, 4096) == 0);
+    CHECK_EQ(dwz(T_DISCARD, 0, 8, 0), ST_IOERR);
+    CHECK_EQ(dwz(T_WZ, 0, 8, 0), ST_IOERR);
+    CHECK_EQ(rw(T_FLUSH, 0, 0, 0), ST_OK);
+    CHECK_EQ(pread(disk_fd, after, sizeof(after), 0), (ssize_t)sizeof(after));
+    CHECK(memcmp(before, after, sizeof(before)) == 0);
+    wr(R_STATUS, 0);
+}
+
+/* Many chains with one kick: one submission, every one completed. */
+static void test_batch(void)
+{
+    const int n = 64;
+    uint64_t req0;
+
+    driver_up(&dev, F_V1 | F_FLUSH);
+    req0 = dev.stat_requests;
+    for (int i = 0; i < n; i++) {
+        struct seg s[3] = {{HDR_GPA + 16ULL * i, 16, false},
+                           {DATA_GPA + 4096ULL * i, 4096, false},
+                           {STATUS_GPA + (uint64_t)i, 1, true}};
+
+        fill(DATA_GPA + 4096ULL * i, 4096, (uint8_t)i);
+        put_header(i, T_OUT, 8ULL * i);
+        add_chain(s, 3);
+    }
+    kick();
+    CHECK(wait_used((uint16_t)n));
+    for (int i = 0; i < n; i++)
+        CHECK_EQ(status_at(i), ST_OK);
+    CHECK(file_equals(0, DATA_GPA, 4096ULL * n));
+    CHECK_EQ(dev.stat_requests - req0, n);
+
+    /* And reads of all of it at once, into separate buffers. */
+    for (int i = 0; i < n; i++) {
+        struct seg s[3] = {{HDR_GPA + 16ULL * i, 16, false},
+                           {BACK_GPA + 4096ULL * i, 4096, true},
+                           {STATUS_GPA + (uint64_t)i, 1, true}};
+
+        put_header(i, T_IN, 8ULL * i);
+        add_chain(s, 3);
+    }
+    memset(guest_ptr(&vm.mem, BACK_GPA, 4096ULL * n), 0, 4096ULL * n);
+    kick();
+    CHECK(wait_used((uint16_t)n));
+    CHECK(memcmp(guest_ptr(&vm.mem, BACK_GPA, 4096ULL * n),
+                 guest_ptr(&vm.mem, DATA_GPA, 4096ULL * n), 4096ULL * n) == 0);
+}
+
+/* More chains than request slots (the guest makes heads available again while they are in
+ * flight): the device stops taking chains and comes back for them as requests complete. */
+static void test_more_chains_than_slots(void)
+{
+    const int heads = QSIZE / 2;
+
+    driver_up(&dev, F_V1 | F_FLUSH | F_EVENT_IDX);
+    for (int i = 0; i < QSIZE; i++) {
+        struct seg s[2] = {{HDR_GPA + 16ULL * (i % heads), 16, false},
+                           {STATUS_GPA + (uint64_t)(i % heads), 1, true}};
+
+        if (i < heads)
+            put_header(i, T_FLUSH, 0);
+        add_chain(s, 2);
+    }
+    CHECK_EQ(guest_write(&vm.mem, AVAIL_GPA + 2, &avail_shadow, 2), 0);
+    pthread_mutex_lock(&dev.lock);
+    dev.ops->queue_notify(&dev, &dev.vq[0]); /* all QSIZE slots taken */
+    pthread_mutex_unlock(&dev.lock);
+    /* The same heads once more, before any completion was reaped. */
+    for (int i = 0; i < QSIZE; i++) {
+        uint16_t head = (uint16_t)(2 * (i % heads));
+
+        CHECK_EQ(guest_write(&vm.mem, AVAIL_GPA + 4 + 2ULL * (avail_shadow % QSIZE), &head, 2), 0);
+        avail_shadow++;
+    }
+    CHECK_EQ(guest_write(&vm.mem, AVAIL_GPA + 2, &avail_shadow, 2), 0);
+    pthread_mutex_lock(&dev.lock);
+    dev.ops->queue_notify(&dev, &dev.vq[0]); /* no slot free: nothing taken */
+    pthread_mutex_unlock(&dev.lock);
+    CHECK_EQ(dev.vq[0].last_avail, QSIZE);
+    CHECK(wait_used(2 * QSIZE));
+    CHECK(!dev.broken);
+    for (int i = 0; i < heads; i++)
+        CHECK_EQ(status_at(i), ST_OK);
+}
+
+/* A reset with requests in flight: they finish, but no chain from before is ever returned. */
+static void test_reset_in_flight(void)
+{
+    const int n = 32;
+
+    driver_up(&dev, F_V1 | F_FLUSH);
+    for (int i = 0; i < n; i++) {
+        struct seg s[3] = {{HDR_GPA + 16ULL * i, 16, false},
+                           {DATA_GPA + 65536ULL * (i % 8), 65536, false},
+                           {STATUS_GPA + (uint64_t)i, 1, true}};
+
+        put_header(i, i % 4 == 3 ? T_FLUSH : T_OUT, 128ULL * (i % 16));
+        add_chain(i % 4 == 3 ? (struct seg[]){s[0], s[2]} : s, i % 4 == 3 ? 2 : 3);
+    }
+    CHECK_EQ(guest_write(&vm.mem, AVAIL_GPA + 2, &avail_shadow, 2), 0);
+    wr(R_NOTIFY, 0);
+    CHECK_EQ(loop_run_once(&loop, 100), 0); /* the kick: requests submitted */
+    wr(R_STATUS, 0);                        /* reset: waits for them */
+    memset(guest_ptr(&vm.mem, USED_GPA, 4 + 8 * QSIZE + 2), 0, 4 + 8 * QSIZE + 2);
+    for (int i = 0; i < 20; i++)
+        CHECK_EQ(loop_run_once(&loop, 5), 0);
+    CHECK_EQ(used_idx(), 0);
+    /* The device works after the reset. */
+    driver_up(&dev, F_V1 | F_FLUSH);
+    CHECK_EQ(rw(T_IN, 0, BACK_GPA, 4096), ST_OK);
+}
+
+/* Backend errors (here EFBIG from RLIMIT_FSIZE) give IOERR, and the device goes on. */
+static void test_backend_error(void)
+{
+    struct rlimit old, lim;
+    uint64_t err0;
+
+    driver_up(&dev, F_V1 | F_FLUSH);
+    err0 = dev.stat_errors;
+    CHECK_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, SIG_IGN);
+    lim = old;
+    lim.rlim_cur = 512 * 1024;
+    CHECK_EQ(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    fill(DATA_GPA, 4096, 11);
+    CHECK_EQ(rw(T_OUT, 1536, DATA_GPA, 4096), ST_IOERR);
+    CHECK_EQ(dev.stat_errors - err0, 1);
+    CHECK_EQ(rw(T_OUT, 8, DATA_GPA, 4096), ST_OK); /* below the limit */
+    CHECK_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
+    CHECK(!dev.broken);
+    CHECK_EQ(rw(T_OUT, 1536, DATA_GPA, 4096), ST_OK);
+    CHECK(file_equals(1536, DATA_GPA, 4096));
+}
+
+static int make_disk(void)
+{
+    uint8_t buf[4096];
+
+    snprintf(disk_path, sizeof(disk_path), "/tmp/ember-test-blk-XXXXXX");
+    disk_fd = mkstemp(disk_path);
+    if (disk_fd < 0)
+        return -errno;
+    for (int i = 0; i < DISK_SECTORS / 8; i++) {
+        memset(buf, i, sizeof(buf));
+        if (pwrite(disk_fd, buf, sizeof(buf), (off_t)i * 4096) != (ssize_t)sizeof(buf))
+            return -EIO;
+    }
+    return 0;
+}
+
+int main(void)
+{
+    struct disk_config rw_cfg = {.id = "test-serial"}, ro_cfg = {.readonly = 1};
+
+    vm.vm_fd = -1;
+    vm.kvm_fd = -1;
+    bus_init(&vm.mmio);
+    CHECK_EQ(guest_mem_init(&vm.mem, 16ULL << 20, 0), 0);
+    CHECK_EQ(loop_init(&loop), 0);
+    CHECK_EQ(make_disk(), 0);
+    snprintf(rw_cfg.path, sizeof(rw_cfg.path), "%s", disk_path);
+    snprintf(ro_cfg.path, sizeof(ro_cfg.path), "%s", disk_path);
+
+    test_create_errors();
+    CHECK_EQ(virtio_blk_create(&dev, &rw_cfg, &loop), 0);
+    CHECK_EQ(virtio_mmio_init(&dev, &vm, &loop, VIRTIO_MMIO_BASE, VIRTIO_IRQ_FIRST), 0);
+    CHECK_EQ(virtio_blk_create(&rodev, &ro_cfg, &loop), 0);
+    CHECK_EQ(virtio_mmio_init(&rodev, &vm, &loop, VIRTIO_MMIO_BASE + VIRTIO_MMIO_SIZE,
+                              VIRTIO_IRQ_FIRST + 1),
+             0);
+    /* No loop: the same device with synchronous I/O. */
+    CHECK_EQ(virtio_blk_create(&syncdev, &rw_cfg, NULL), 0);
+    CHECK_EQ(virtio_mmio_init(&syncdev, &vm, NULL, VIRTIO_MMIO_BASE + 2 * VIRTIO_MMIO_SIZE,
+                              VIRTIO_IRQ_FIRST + 2),
+             0);
+
+    test_identity_and_config();
+    test_read_write(&dev);
+    test_get_id();
+    test_discard_write_zeroes(&dev);
+    test_bad_requests();
+    test_readonly();
+    test_batch();
+    test_more_chains_than_slots();
+    test_reset_in_flight();
+    test_backend_error();
+    test_read_write(&syncdev);
+    test_discard_write_zeroes(&syncdev);
+
+    virtio_mmio_destroy(&syncdev);
+    virtio_mmio_destroy(&rodev);
+    virtio_mmio_destroy(&dev);
+    loop_close(&loop);
+    guest_mem_free(&vm.mem);
+    close(disk_fd);
+    unlink(disk_path);
+    return check_done("blk");
+}
