@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Boot benchmark: ember vs QEMU microvm, same kernel, initramfs, vCPUs and memory.
+
+Runs interleaved (ember, QEMU, ember, ...) and prints medians, min and max of:
+  * process start -> EMBER-INIT-READY on the console (wall, measured here);
+  * the guest kernel's own uptime when the command after init runs (/proc/uptime);
+  * for ember: exec -> first KVM_RUN (wall and CPU, from --boot-timer);
+  * RSS beyond guest memory after boot (sum of every mapping that is not guest RAM).
+Needs KVM that runs standard guests: run it through tests/kvmhost/run.
+Usage: tests/bench/boot.py [--runs N] [--cpus N] [--memory MiB] [--json FILE]
+"""
+import argparse
+import json
+import os
+import pathlib
+import re
+import select
+import statistics
+import subprocess
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BUILD = pathlib.Path(os.environ.get("EMBER_BUILD_DIR", ROOT / "build"))
+IMAGES = pathlib.Path(os.environ.get("EMBER_IMAGES_DIR", ROOT / "guest-images" / "out"))
+GUEST = ["sh", "-c", "cat /proc/uptime; sleep 1"]
+
+
+def ember_cmd(cpus, mem):
+    return [str(BUILD / "ember"), "run", "--boot-timer", "--cpus", str(cpus), "--memory", f"{mem}M",
+            "--kernel", str(IMAGES / "bzImage"), "--initrd", str(IMAGES / "initramfs.cpio.gz"),
+            "--", *GUEST]
+
+
+def qemu_cmd(cpus, mem):
+    append = "console=ttyS0 reboot=k panic=1 quiet -- " + GUEST[0] + " " + GUEST[1] + ' "' + GUEST[2] + '"'
+    return ["qemu-system-x86_64", "-M", "microvm,isa-serial=on,rtc=off", "-accel", "kvm", "-cpu", "host",
+            "-m", str(mem), "-smp", str(cpus), "-nodefaults", "-no-user-config", "-nographic",
+            "-no-reboot", "-serial", "stdio", "-kernel", str(IMAGES / "bzImage"),
+            "-initrd", str(IMAGES / "initramfs.cpio.gz"), "-append", append]
+
+
+def rss_beyond_guest(pid, guest_bytes):
+    """Sum Rss over mappings, except the guest RAM mapping(s) (sized like guest RAM)."""
+    total, size = 0, 0
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            m = re.match(r"^([0-9a-f]+)-([0-9a-f]+) ", line)
+            if m:
+                size = int(m.group(2), 16) - int(m.group(1), 16)
+            elif line.startswith("Rss:") and size < guest_bytes:
+                total += int(line.split()[1])
+    return total / 1024.0  # MiB
+
+
+def one(cmd, mem):
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, ready, rss = b"", None, None
+    deadline = t0 + 300
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([p.stdout], [], [], 1)
+        if not r:
+            continue
+        chunk = os.read(p.stdout.fileno(), 65536)
+        if not chunk:
+            break
+        out += chunk
+        if ready is None and b"EMBER-INIT-READY" in out:
+            ready = time.monotonic() - t0
+        if rss is None and ready is not None and re.search(rb"\n\d+\.\d+ \d+\.\d+", out):
+            rss = rss_beyond_guest(p.pid, mem << 20)
+    err = p.stderr.read().decode(errors="replace")
+    p.wait(timeout=60)
+    up = re.search(rb"\n(\d+\.\d+) \d+\.\d+", out)
+    first = re.search(r"first KVM_RUN ([0-9.]+) ms after ember started \(([0-9.]+) ms", err)
+    return {"ready_s": ready, "uptime_s": float(up.group(1)) if up else None, "rss_mib": rss,
+            "first_run_ms": float(first.group(1)) if first else None,
+            "first_run_cpu_ms": float(first.group(2)) if first else None, "exit": p.returncode}
+
+
+def stats(vals):
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "n/a"
+    return f"{statistics.median(vals):.3f} (min {min(vals):.3f}, max {max(vals):.3f}, n={len(vals)})"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--cpus", type=int, default=1)
+    ap.add_argument("--memory", type=int, default=128)
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    res = {"ember": [], "qemu": []}
+    for i in range(a.runs):
+        res["ember"].append(one(ember_cmd(a.cpus, a.memory), a.memory))
+        res["qemu"].append(one(qemu_cmd(a.cpus, a.memory), a.memory))
+        print(f"run {i + 1}: ember {res['ember'][-1]}  qemu {res['qemu'][-1]}", flush=True)
+    print(f"\n{a.cpus} vCPU / {a.memory} MiB, {a.runs} interleaved runs; medians (min, max)")
+    for key, label in [("ready_s", "process start -> EMBER-INIT-READY (s)"),
+                       ("uptime_s", "guest kernel uptime at init (s)"),
+                       ("rss_mib", "RSS beyond guest memory (MiB)"),
+                       ("first_run_ms", "exec -> first KVM_RUN, wall (ms)"),
+                       ("first_run_cpu_ms", "exec -> first KVM_RUN, CPU (ms)")]:
+        e = [r[key] for r in res["ember"]]
+        q = [r[key] for r in res["qemu"]]
+        ratio = ""
+        if all(v is not None for v in e + q) and q and statistics.median(q):
+            ratio = f"  ratio ember/qemu {statistics.median(e) / statistics.median(q):.2f}"
+        print(f"  {label}:\n    ember {stats(e)}\n    qemu  {stats(q)}{ratio}")
+    if a.json:
+        pathlib.Path(a.json).write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
