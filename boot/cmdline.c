@@ -4,16 +4,24 @@
 #include <errno.h>
 #include <string.h>
 
-const char *cmdline_default(int serial_console)
+const char *cmdline_default(enum console_kind console)
 {
     /* reboot=k: reset through the i8042; panic=1: reboot a second after a panic (pvpanic
-     * reports it first); pci=off: no PCI bus to probe; the i8042 options skip slow probes. */
-    return serial_console ? "console=ttyS0 reboot=k panic=1 quiet "
-                            "i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd "
-                            "8250.nr_uarts=1 swiotlb=noforce cryptomgr.notests"
-                          : "reboot=k panic=1 quiet "
-                            "i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd "
-                            "swiotlb=noforce cryptomgr.notests";
+     * reports it first); the i8042 options skip slow probes of a keyboard that is not there;
+     * 8250.nr_uarts=1: only COM1 exists. Bare words the kernel does not know would reach
+     * init as arguments, so every option here is one the kernel or a driver takes. */
+#define FAST_BOOT                                                                                  \
+    "reboot=k panic=1 quiet i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd "                    \
+    "8250.nr_uarts=1 swiotlb=noforce cryptomgr.notests"
+    switch (console) {
+    case CONSOLE_KIND_SERIAL:
+        return "console=ttyS0 " FAST_BOOT;
+    case CONSOLE_KIND_VIRTIO:
+        return "console=hvc0 " FAST_BOOT;
+    default:
+        return FAST_BOOT;
+    }
+#undef FAST_BOOT
 }
 
 struct buf {

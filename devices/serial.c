@@ -66,6 +66,11 @@ size_t serial_rx_room(struct serial *s)
     return room;
 }
 
+static size_t serial_input_room(void *opaque)
+{
+    return serial_rx_room(opaque);
+}
+
 /* Console input, from the event loop thread. */
 static size_t serial_input(void *opaque, const uint8_t *buf, size_t n)
 {
@@ -210,6 +215,7 @@ int serial_init(struct serial *s, struct vm *vm, struct console *con, uint16_t p
     s->msr = UART_MSR_DCD | UART_MSR_DSR | UART_MSR_CTS;
     s->rx_wake_fd = rx_wake_fd;
     con->input = serial_input;
+    con->input_room = serial_input_room;
     con->input_opaque = s;
     return bus_register(&vm->pio, port, 8, &serial_ops, s, "serial");
 }

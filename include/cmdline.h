@@ -4,8 +4,10 @@
 
 #include <stddef.h>
 
+#include "config.h"
+
 /* The default command line, tuned for a fast boot on ember's devices. */
-const char *cmdline_default(int serial_console);
+const char *cmdline_default(enum console_kind console);
 
 /* Build "<base> <user kernel part> <extra> -- <user init part> <init args>" into out.
  * base, user and extra may be NULL. The user text may itself contain " -- ": what follows

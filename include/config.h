@@ -7,7 +7,39 @@
 #define EMBER_XSTR(x) #x
 #define EMBER_STR(x)  EMBER_XSTR(x)
 
-enum console_kind { CONSOLE_KIND_SERIAL, CONSOLE_KIND_NONE };
+enum console_kind { CONSOLE_KIND_SERIAL, CONSOLE_KIND_VIRTIO, CONSOLE_KIND_NONE };
+
+#define CONFIG_MAX_DISKS   8
+#define CONFIG_MAX_NETS    4
+#define CONFIG_MAX_HOSTFWD 16
+
+/* --disk PATH[,ro][,id=NAME] */
+struct disk_config {
+    char path[4096]; /* up to the first comma of the flag's value */
+    int readonly;
+    char id[21]; /* virtio-blk serial: up to 20 bytes */
+};
+
+enum net_backend { NET_USER, NET_TAP, NET_TAP_FD };
+
+/* hostfwd=tcp:HOSTADDR:HOSTPORT-:GUESTPORT */
+struct hostfwd {
+    int udp;
+    uint32_t host_addr; /* network byte order; 0 = any */
+    uint16_t host_port;
+    uint16_t guest_port;
+};
+
+/* --net user[,hostfwd=...][,mac=..] | tap=NAME[,mac=..] | tap-fd=N[,mac=..] */
+struct net_config {
+    enum net_backend backend;
+    char tap_name[16];
+    int tap_fd;
+    uint8_t mac[6];
+    int mac_set;
+    struct hostfwd fwd[CONFIG_MAX_HOSTFWD];
+    int nr_fwd;
+};
 enum on_reboot { ON_REBOOT_EXIT, ON_REBOOT_RESTART };
 
 struct vm_config {
@@ -19,6 +51,11 @@ struct vm_config {
     uint64_t memory; /* bytes */
     int hugepages;
     enum console_kind console;
+    struct disk_config disk[CONFIG_MAX_DISKS];
+    int nr_disks;
+    struct net_config net[CONFIG_MAX_NETS];
+    int nr_nets;
+    int no_rng; /* --no-rng: no virtio-rng device */
     int boot_timer;
     enum on_reboot on_reboot;
     char **init_args; /* after "--": the command the guest init runs */
@@ -34,6 +71,10 @@ void config_defaults(struct vm_config *cfg);
 
 /* Parse "512M", "2G", "1024" (MiB), "64K". Returns 0 or -EINVAL / -ERANGE. */
 int parse_size(const char *s, uint64_t *out);
+
+/* Parse one --disk / --net value; print one error line naming the flag on failure. */
+int parse_disk(const char *arg, struct disk_config *d);
+int parse_net(const char *arg, struct net_config *n);
 
 /* Parse `ember run` arguments (argv[0] is "run"). Returns 0, 1 if help was printed, or
  * -EINVAL after printing one error line naming the flag. */

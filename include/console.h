@@ -11,8 +11,13 @@
 
 enum console_mode { CONSOLE_OFF, CONSOLE_STDIO };
 
-/* Where guest input goes (the UART's receive FIFO); returns bytes taken. */
+/* Where guest input goes (the UART's receive FIFO, hvc0's receive buffers); returns bytes
+ * taken. */
 typedef size_t (*console_input_fn)(void *opaque, const uint8_t *buf, size_t n);
+/* How many bytes the input function would take now; stdin is read only while there is room. */
+typedef size_t (*console_room_fn)(void *opaque);
+/* Event loop: the ring has room again after console_write_nb could not queue everything. */
+typedef void (*console_space_fn)(void *opaque);
 
 struct console {
     enum console_mode mode;
@@ -32,9 +37,13 @@ struct console {
     int stopping;      /* the VM is stopping: writers never wait, output is dropped */
     int wake_fd;       /* eventfd: tells the event loop there is output to drain */
     uint64_t dropped;  /* bytes dropped after the reader went away */
+    int space_wanted;  /* console_write_nb ran out of room: call output_space after a drain */
 
     console_input_fn input;
-    void *input_opaque;
+    console_room_fn input_room;
+    void *input_opaque; /* for input and input_room */
+    console_space_fn output_space;
+    void *output_space_opaque;
 };
 
 int console_init(struct console *c, enum console_mode mode, int wake_fd);
@@ -45,11 +54,22 @@ void console_close(struct console *c);
 /* Guest output from any thread. Blocks while the ring is full (the reader is slow): the
  * guest is slowed down, ember's memory never grows. */
 void console_write(struct console *c, const uint8_t *buf, size_t n);
-/* Event loop: write what the ring holds without blocking. Returns bytes still queued. */
+/* Guest output from the event loop thread, which must never block: queues what fits and
+ * returns the bytes taken (all n when output is dropped anyway: console off, reader gone, VM
+ * stopping). When it takes less than n, a later console_drain calls output_space once. */
+size_t console_write_nb(struct console *c, const uint8_t *buf, size_t n);
+/* Wake the event loop to drain output and read input again (e.g. the guest posted input
+ * buffers). */
+void console_wake(struct console *c);
+/* Bytes the input function would take now (input_room; 0 without one). */
+size_t console_input_room(struct console *c);
+/* Event loop: write what the ring holds without blocking, then call output_space if a
+ * console_write_nb is waiting for room. Returns bytes still queued. */
 size_t console_drain(struct console *c);
 /* Event loop: flush everything before exit, blocking up to timeout_ms. */
 void console_flush(struct console *c, int timeout_ms);
-/* Event loop: stdin is readable; feeds the input function. Returns 0, or -1 at EOF. */
+/* Event loop: feed up to room bytes of stdin to the input function, if it has any ready (never
+ * blocks). Returns 0, or -1 at EOF. */
 int console_read_input(struct console *c, size_t room);
 /* Wake any writer blocked on a full ring and drop further output (the VM is stopping). */
 void console_shutdown(struct console *c);

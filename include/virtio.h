@@ -108,6 +108,9 @@ struct virtio_dev_ops {
     void (*reset)(struct virtio_dev *d);
     /* A queue was kicked (event loop thread). */
     void (*queue_notify)(struct virtio_dev *d, struct virtq *q);
+    /* Free the device's own resources (backend descriptors, buffers); may be NULL. Called
+     * without dev->lock, after the transport is torn down, when the VM goes away. */
+    void (*destroy)(struct virtio_dev *d);
 };
 
 struct virtio_dev {
@@ -149,6 +152,9 @@ struct virtio_dev {
 int virtio_mmio_init(struct virtio_dev *d, struct vm *vm, struct loop *loop, uint64_t base,
                      uint32_t irq);
 /* The next three are called with dev->lock held (as inside every ops callback). */
+/* Undo virtio_mmio_init (eventfds, KVM registrations, loop handlers) and call
+ * ops->destroy. The bus range dies with the VM. */
+void virtio_mmio_destroy(struct virtio_dev *d);
 /* Interrupt the guest for used buffers on q (respects EVENT_IDX / NO_INTERRUPT). */
 void virtio_notify_used(struct virtio_dev *d, struct virtq *q);
 /* Configuration changed: bump the generation and interrupt. */

@@ -102,8 +102,18 @@ void cli_usage_run(void)
            "  --cpus N               vCPUs, 1..%d (default %d)\n"
            "  --memory SIZE          guest RAM: 512M, 2G, or MiB (default %lluM)\n"
            "  --hugepages            back guest RAM with huge pages\n"
-           "  --console serial|none  guest console on ttyS0 through stdin/stdout (default),\n"
-           "                         or none\n"
+           "  --console serial|virtio|none\n"
+           "                         guest console through stdin/stdout: ttyS0 (default),\n"
+           "                         hvc0 (virtio-console, faster), or none\n"
+           "  --disk PATH[,ro][,id=NAME]\n"
+           "                         virtio-blk disk (raw file or block device); repeatable;\n"
+           "                         the first is /dev/vda (boot from it: --cmdline "
+           "root=/dev/vda)\n"
+           "  --net user[,hostfwd=tcp:[ADDR]:PORT-:GPORT...][,mac=MAC]\n"
+           "  --net tap=NAME[,mac=MAC] | tap-fd=N[,mac=MAC]\n"
+           "                         virtio-net: user networking (libslirp, no privileges) or a\n"
+           "                         TAP device (opened by ember, or passed in as fd N)\n"
+           "  --no-rng               no virtio-rng entropy device\n"
            "  --boot-timer           print the time from ember's start to guest userspace\n"
            "  --on-reboot exit|restart\n"
            "                         when the guest reboots: exit with code 120 (default),\n"
@@ -115,7 +125,7 @@ void cli_usage_run(void)
            "Exit codes: see README.md (0 guest powered off, its exit status when it set one,\n"
            "120 reset, 121 panic, 122 guest crash, 125 ember error, 126 usage, 128+n signal).\n",
            VM_MAX_CPUS, CONFIG_DEFAULT_CPUS, (unsigned long long)(CONFIG_DEFAULT_MEMORY >> 20),
-           cmdline_default(1));
+           cmdline_default(CONSOLE_KIND_SERIAL));
 }
 
 enum {
@@ -129,6 +139,9 @@ enum {
     OPT_CONSOLE,
     OPT_BOOT_TIMER,
     OPT_ON_REBOOT,
+    OPT_DISK,
+    OPT_NET,
+    OPT_NO_RNG,
 };
 
 static const struct option run_options[] = {
@@ -142,6 +155,9 @@ static const struct option run_options[] = {
         {"console", required_argument, NULL, OPT_CONSOLE},
         {"boot-timer", no_argument, NULL, OPT_BOOT_TIMER},
         {"on-reboot", required_argument, NULL, OPT_ON_REBOOT},
+        {"disk", required_argument, NULL, OPT_DISK},
+        {"net", required_argument, NULL, OPT_NET},
+        {"no-rng", no_argument, NULL, OPT_NO_RNG},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
 };
@@ -190,10 +206,35 @@ static int parse_one(int opt, const char *arg, struct vm_config *cfg)
     case OPT_CONSOLE:
         if (strcmp(arg, "serial") == 0)
             cfg->console = CONSOLE_KIND_SERIAL;
+        else if (strcmp(arg, "virtio") == 0)
+            cfg->console = CONSOLE_KIND_VIRTIO;
         else if (strcmp(arg, "none") == 0)
             cfg->console = CONSOLE_KIND_NONE;
         else
-            return bad("--console", arg, "serial or none");
+            return bad("--console", arg, "serial, virtio or none");
+        return 0;
+    case OPT_DISK:
+        if (cfg->nr_disks == CONFIG_MAX_DISKS) {
+            log_err("--disk: at most %d disks", CONFIG_MAX_DISKS);
+            return -EINVAL;
+        }
+        err = parse_disk(arg, &cfg->disk[cfg->nr_disks]);
+        if (err)
+            return err;
+        cfg->nr_disks++;
+        return 0;
+    case OPT_NET:
+        if (cfg->nr_nets == CONFIG_MAX_NETS) {
+            log_err("--net: at most %d network interfaces", CONFIG_MAX_NETS);
+            return -EINVAL;
+        }
+        err = parse_net(arg, &cfg->net[cfg->nr_nets]);
+        if (err)
+            return err;
+        cfg->nr_nets++;
+        return 0;
+    case OPT_NO_RNG:
+        cfg->no_rng = 1;
         return 0;
     case OPT_BOOT_TIMER:
         cfg->boot_timer = 1;

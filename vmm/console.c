@@ -111,50 +111,83 @@ void console_close(struct console *c)
     c->out_fd = -1;
 }
 
+void console_wake(struct console *c)
+{
+    uint64_t one = 1;
+
+    (void)!write(c->wake_fd, &one, sizeof(one));
+}
+
+/* Copy what fits of buf into the ring (lock held); returns bytes taken. *was_empty: the ring
+ * was empty and now holds output, so the event loop must be woken to drain it. */
+static size_t ring_put(struct console *c, const uint8_t *buf, size_t n, int *was_empty)
+{
+    size_t done = 0;
+
+    *was_empty = c->head == c->tail;
+    while (done < n) {
+        size_t room = CONSOLE_RING_SIZE - (c->head - c->tail);
+        size_t pos = c->head % CONSOLE_RING_SIZE;
+        size_t chunk = n - done;
+
+        if (room == 0)
+            break;
+        if (chunk > room)
+            chunk = room;
+        if (chunk > CONSOLE_RING_SIZE - pos)
+            chunk = CONSOLE_RING_SIZE - pos;
+        memcpy(&c->ring[pos], buf + done, chunk);
+        c->head += chunk;
+        done += chunk;
+    }
+    *was_empty = *was_empty && done;
+    return done;
+}
+
 void console_write(struct console *c, const uint8_t *buf, size_t n)
 {
-    int wake = 0;
-
     if (c->mode == CONSOLE_OFF)
         return;
     pthread_mutex_lock(&c->lock);
     while (n && !c->closed && !c->stopping) {
-        size_t used = c->head - c->tail;
-        size_t room = CONSOLE_RING_SIZE - used;
-        size_t pos = c->head % CONSOLE_RING_SIZE;
-        size_t chunk = n < room ? n : room;
+        int was_empty;
+        size_t done = ring_put(c, buf, n, &was_empty);
 
-        if (chunk == 0) {
+        buf += done;
+        n -= done;
+        if (was_empty)
+            console_wake(c);
+        if (n)
             pthread_cond_wait(&c->space, &c->lock);
-            continue;
-        }
-        if (chunk > CONSOLE_RING_SIZE - pos)
-            chunk = CONSOLE_RING_SIZE - pos;
-        memcpy(&c->ring[pos], buf, chunk);
-        if (used == 0)
-            wake = 1;
-        c->head += chunk;
-        buf += chunk;
-        n -= chunk;
-        if (wake && n) {
-            uint64_t one = 1;
-            (void)!write(c->wake_fd, &one, sizeof(one));
-            wake = 0;
-        }
     }
     c->dropped += n; /* what is left could not be queued */
     pthread_mutex_unlock(&c->lock);
-    if (wake) {
-        uint64_t one = 1;
-        (void)!write(c->wake_fd, &one, sizeof(one));
-    }
 }
 
-size_t console_drain(struct console *c)
+size_t console_write_nb(struct console *c, const uint8_t *buf, size_t n)
 {
-    size_t left;
+    int was_empty = 0;
+    size_t done = n;
 
+    if (c->mode == CONSOLE_OFF)
+        return n;
     pthread_mutex_lock(&c->lock);
+    if (c->closed || c->stopping) {
+        c->dropped += n;
+    } else {
+        done = ring_put(c, buf, n, &was_empty);
+        if (done < n)
+            c->space_wanted = 1;
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (was_empty)
+        console_wake(c);
+    return done;
+}
+
+/* Write out what the ring holds without blocking (lock held). */
+static void drain_ring(struct console *c)
+{
     while (c->head != c->tail && c->out_fd >= 0) {
         size_t pos = c->tail % CONSOLE_RING_SIZE;
         size_t chunk = c->head - c->tail;
@@ -180,8 +213,26 @@ size_t console_drain(struct console *c)
         c->tail += (size_t)w;
         pthread_cond_broadcast(&c->space);
     }
+}
+
+size_t console_drain(struct console *c)
+{
+    size_t left;
+    int space;
+
+    pthread_mutex_lock(&c->lock);
+    drain_ring(c);
+    space = c->space_wanted && c->head - c->tail < CONSOLE_RING_SIZE;
+    if (space)
+        c->space_wanted = 0;
     left = c->head - c->tail;
     pthread_mutex_unlock(&c->lock);
+    if (space && c->output_space) {
+        c->output_space(c->output_space_opaque); /* may queue more */
+        pthread_mutex_lock(&c->lock);
+        left = c->head - c->tail;
+        pthread_mutex_unlock(&c->lock);
+    }
     return left;
 }
 
@@ -247,12 +298,21 @@ static size_t filter_escapes(struct console *c, uint8_t *buf, size_t n)
     return out;
 }
 
+size_t console_input_room(struct console *c)
+{
+    return c->input_room ? c->input_room(c->input_opaque) : 0;
+}
+
 int console_read_input(struct console *c, size_t room)
 {
+    struct pollfd p = {.fd = c->in_fd, .events = POLLIN};
     uint8_t buf[256];
     ssize_t n;
 
     if (c->in_fd < 0 || room == 0)
+        return 0;
+    /* stdin is shared with our parent, so it stays blocking: read only what is there. */
+    if (poll(&p, 1, 0) <= 0)
         return 0;
     if (room > sizeof(buf))
         room = sizeof(buf);

@@ -8,11 +8,13 @@
 #include "exitcode.h"
 #include "layout.h"
 #include "log.h"
+#include "virtio_devices.h"
 #include "vm.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -21,8 +23,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define MAX_VIRTIO (CONFIG_MAX_DISKS + CONFIG_MAX_NETS + 2)
+_Static_assert(MAX_VIRTIO <= VIRTIO_IRQ_LAST - VIRTIO_IRQ_FIRST + 1, "one GSI per device");
+_Static_assert(MAX_VIRTIO <= ACPI_MAX_VIRTIO, "every device in the DSDT");
+
 struct machine {
     const struct vm_config *cfg;
+    struct virtio_dev virtio[MAX_VIRTIO];
+    int nr_virtio;
+    char virtio_params[MAX_VIRTIO * 40]; /* virtio_mmio.device=... for the command line */
+    struct console con_off;              /* the UART's console when hvc0 is the console */
     struct timespec start_wall;
     int kvm_fd;
     struct vm vm;
@@ -68,7 +78,22 @@ static void stop_stdin(struct machine *m)
     m->con.in_fd = -1;
 }
 
-/* Read console input while the UART has room; pause stdin when it has none. */
+/* Watch stdin only while the guest has room for input. Paused, it leaves epoll altogether:
+ * epoll reports a hang-up (a pipe at EOF) even with no events asked for. */
+static void watch_stdin(struct machine *m, int on)
+{
+    if (m->stdin_is_file || on == m->stdin_watched)
+        return;
+    if (!on) {
+        loop_del(&m->loop, &m->h_stdin);
+        m->stdin_watched = 0;
+    } else if (loop_add(&m->loop, &m->h_stdin, EPOLLIN) == 0) {
+        m->stdin_watched = 1;
+    }
+}
+
+/* Read console input while the guest has room for it (UART FIFO, hvc0 receive buffers); pause
+ * stdin when it has none. */
 static void pump_input(struct machine *m)
 {
     for (;;) {
@@ -76,14 +101,10 @@ static void pump_input(struct machine *m)
 
         if (m->con.in_fd < 0)
             return;
-        room = serial_rx_room(&m->serial);
-        if (room == 0) {
-            if (m->stdin_watched)
-                loop_mod(&m->loop, &m->h_stdin, 0);
+        room = console_input_room(&m->con);
+        watch_stdin(m, room > 0);
+        if (room == 0)
             return;
-        }
-        if (m->stdin_watched)
-            loop_mod(&m->loop, &m->h_stdin, EPOLLIN);
         if (console_read_input(&m->con, room) < 0) {
             stop_stdin(m); /* EOF: the guest just gets no more input */
             return;
@@ -143,6 +164,7 @@ static void on_signal(struct loop_handler *h, uint32_t events)
 
 static int setup_acpi(struct machine *m)
 {
+    struct acpi_mmio_dev vdev[MAX_VIRTIO];
     struct acpi_config ac = {
             .ncpus = m->cfg->cpus,
             .serial_port = COM1_PORT,
@@ -150,11 +172,16 @@ static int setup_acpi(struct machine *m)
             .pvpanic_port = PVPANIC_PORT,
             .sleep_ctl_port = ACPI_SLEEP_CTL_PORT,
             .sleep_sts_port = ACPI_SLEEP_STS_PORT,
+            .virtio = vdev,
+            .nr_virtio = m->nr_virtio,
     };
     uint8_t *buf = guest_ptr(&m->vm.mem, ACPI_TABLES_GPA, ACPI_TABLES_MAX);
     size_t used;
     int err;
 
+    for (int i = 0; i < m->nr_virtio; i++)
+        vdev[i] =
+                (struct acpi_mmio_dev){m->virtio[i].mmio_base, VIRTIO_MMIO_SIZE, m->virtio[i].irq};
     if (!buf) {
         log_err("guest memory too small for the ACPI tables");
         return -ENOMEM;
@@ -170,7 +197,10 @@ static int setup_devices(struct machine *m)
     struct vm *vm = &m->vm;
     int err;
 
-    err = serial_init(&m->serial, vm, &m->con, COM1_PORT, COM1_IRQ, m->dev_wake_fd);
+    /* With hvc0 as the console the UART stays (early boot messages, probing) but is mute. */
+    err = serial_init(&m->serial, vm,
+                      m->cfg->console == CONSOLE_KIND_SERIAL ? &m->con : &m->con_off, COM1_PORT,
+                      COM1_IRQ, m->dev_wake_fd);
     if (!err)
         err = i8042_init(vm);
     if (!err)
@@ -184,12 +214,61 @@ static int setup_devices(struct machine *m)
     return err;
 }
 
+/* One virtio-mmio slot and GSI per device, in the order the guest will number them. */
+static int add_virtio(struct machine *m, int err)
+{
+    struct virtio_dev *d;
+    uint64_t base = VIRTIO_MMIO_BASE + (uint64_t)m->nr_virtio * VIRTIO_MMIO_SIZE;
+    uint32_t irq = VIRTIO_IRQ_FIRST + (uint32_t)m->nr_virtio;
+    size_t used = strlen(m->virtio_params);
+
+    if (err)
+        return err; /* the constructor failed and said why */
+    if (m->nr_virtio < 0 || m->nr_virtio >= MAX_VIRTIO)
+        return -ENOSPC; /* cannot happen: the config limits add up to MAX_VIRTIO */
+    d = &m->virtio[m->nr_virtio];
+    err = virtio_mmio_init(d, &m->vm, &m->loop, base, irq);
+    if (err) {
+        if (d->ops->destroy)
+            d->ops->destroy(d);
+        return err;
+    }
+    snprintf(m->virtio_params + used, sizeof(m->virtio_params) - used,
+             "%svirtio_mmio.device=4K@0x%llx:%u", used ? " " : "", (unsigned long long)base, irq);
+    m->nr_virtio++;
+    return 0;
+}
+
+static int setup_virtio(struct machine *m)
+{
+    const struct vm_config *cfg = m->cfg;
+    int err = 0;
+
+    m->nr_virtio = 0;
+    m->virtio_params[0] = '\0';
+    for (int i = 0; !err && i < cfg->nr_disks; i++)
+        err = add_virtio(m, virtio_blk_create(&m->virtio[m->nr_virtio], &cfg->disk[i], &m->loop));
+    for (int i = 0; !err && i < cfg->nr_nets; i++)
+        err = add_virtio(m, virtio_net_create(&m->virtio[m->nr_virtio], &cfg->net[i], &m->loop));
+    if (!err && cfg->console == CONSOLE_KIND_VIRTIO)
+        err = add_virtio(m, virtio_console_create(&m->virtio[m->nr_virtio], &m->con, &m->loop));
+    if (!err && !cfg->no_rng)
+        err = add_virtio(m, virtio_rng_create(&m->virtio[m->nr_virtio], &m->loop));
+    return err;
+}
+
+static void destroy_virtio(struct machine *m)
+{
+    for (int i = 0; i < m->nr_virtio; i++)
+        virtio_mmio_destroy(&m->virtio[i]);
+    m->nr_virtio = 0;
+}
+
 static int setup_kernel(struct machine *m)
 {
     const struct vm_config *cfg = m->cfg;
     char cmdline[CMDLINE_MAX];
-    const char *base =
-            cfg->no_default_cmdline ? NULL : cmdline_default(cfg->console == CONSOLE_KIND_SERIAL);
+    const char *base = cfg->no_default_cmdline ? NULL : cmdline_default(cfg->console);
     struct load_params lp = {
             .kernel_path = cfg->kernel,
             .initrd_path = cfg->initrd,
@@ -197,8 +276,8 @@ static int setup_kernel(struct machine *m)
             .rsdp_gpa = ACPI_TABLES_GPA,
     };
     int bad_arg = -1;
-    int n = cmdline_build(cmdline, sizeof(cmdline), base, cfg->cmdline, NULL, cfg->init_args,
-                          cfg->nr_init_args, &bad_arg);
+    int n = cmdline_build(cmdline, sizeof(cmdline), base, cfg->cmdline, m->virtio_params,
+                          cfg->init_args, cfg->nr_init_args, &bad_arg);
 
     if (n == -EINVAL) {
         log_err("guest argument %d ('%s') has a double quote or control character, which the "
@@ -224,7 +303,15 @@ static int build_vm(struct machine *m)
 
     if (vm_create(&m->vm, m->kvm_fd, m->cfg->memory, m->cfg->cpus, m->cfg->hugepages))
         return code;
-    if (setup_devices(m) || setup_acpi(m))
+    m->vm.boot_timer = m->cfg->boot_timer;
+    m->vm.start_wall = m->start_wall;
+    if (setup_devices(m))
+        goto fail;
+    if (setup_virtio(m)) {
+        code = EXIT_USAGE; /* a disk, TAP or network option the host cannot honour */
+        goto fail;
+    }
+    if (setup_acpi(m))
         goto fail;
     if (setup_kernel(m)) {
         code = EXIT_USAGE;
@@ -234,6 +321,7 @@ static int build_vm(struct machine *m)
         goto fail;
     return 0;
 fail:
+    destroy_virtio(m);
     vm_destroy(&m->vm);
     return code;
 }
@@ -285,9 +373,11 @@ static int setup_host(struct machine *m)
     err = loop_init(&m->loop);
     if (err)
         return err;
-    err = console_init(&m->con,
-                       m->cfg->console == CONSOLE_KIND_SERIAL ? CONSOLE_STDIO : CONSOLE_OFF,
-                       m->dev_wake_fd);
+    err = console_init(&m->con_off, CONSOLE_OFF, m->dev_wake_fd);
+    if (!err)
+        err = console_init(&m->con,
+                           m->cfg->console == CONSOLE_KIND_NONE ? CONSOLE_OFF : CONSOLE_STDIO,
+                           m->dev_wake_fd);
     if (err)
         return err;
     m->h_signal = (struct loop_handler){m->signal_fd, on_signal};
@@ -381,6 +471,7 @@ int ember_run(const struct vm_config *cfg, const struct timespec *start_wall)
     m->signal_fd = m->dev_wake_fd = m->kvm_fd = -1;
     m->loop.epfd = -1;
     m->con.out_fd = m->con.in_fd = -1;
+    m->con_off.out_fd = m->con_off.in_fd = -1;
     if (check_file("--kernel", cfg->kernel) || check_file("--initrd", cfg->initrd)) {
         code = EXIT_USAGE;
         goto out;
@@ -396,6 +487,7 @@ int ember_run(const struct vm_config *cfg, const struct timespec *start_wall)
             goto out;
         reason = run_vm(m);
         code = exit_code(m, reason);
+        destroy_virtio(m);
         vm_destroy(&m->vm);
         if (reason != STOP_RESET || cfg->on_reboot != ON_REBOOT_RESTART)
             break;

@@ -685,3 +685,19 @@ fail_lock:
     pthread_mutex_destroy(&d->lock);
     return err;
 }
+
+void virtio_mmio_destroy(struct virtio_dev *d)
+{
+    pthread_mutex_lock(&d->lock);
+    if (d->ops->reset && (d->status & VIRTIO_STATUS_DRIVER_OK))
+        d->ops->reset(d);
+    for (int i = 0; i < d->nr_queues; i++)
+        if (d->vq[i].kick_fd >= 0)
+            teardown_queue(d, &d->vq[i]);
+    if (d->irq_fd >= 0)
+        teardown_irq(d);
+    pthread_mutex_unlock(&d->lock);
+    pthread_mutex_destroy(&d->lock);
+    if (d->ops->destroy)
+        d->ops->destroy(d);
+}

@@ -2,6 +2,7 @@
 #include "check.h"
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <string.h>
 
@@ -82,6 +83,43 @@ int main(void)
         CHECK_EQ(parse(&cfg, a8), -EINVAL);
         CHECK_EQ(parse(&cfg, a9), -EINVAL);
         CHECK_EQ(parse(&cfg, a10), -EINVAL);
+    }
+    {
+        struct disk_config d;
+        struct net_config n;
+
+        CHECK_EQ(parse_disk("/img/a.raw", &d), 0);
+        CHECK(strcmp(d.path, "/img/a.raw") == 0 && !d.readonly && !d.id[0]);
+        CHECK_EQ(parse_disk("/img/a.raw,ro,id=root-disk", &d), 0);
+        CHECK(strcmp(d.path, "/img/a.raw") == 0 && d.readonly && !strcmp(d.id, "root-disk"));
+        CHECK_EQ(parse_disk("", &d), -EINVAL);
+        CHECK_EQ(parse_disk("a,bogus", &d), -EINVAL);
+        CHECK_EQ(parse_disk("a,id=123456789012345678901", &d), -EINVAL); /* 21 bytes */
+        CHECK_EQ(parse_disk("a,id=", &d), -EINVAL);
+
+        CHECK_EQ(parse_net("user", &n), 0);
+        CHECK_EQ(n.backend, NET_USER);
+        CHECK_EQ(parse_net("user,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp::2222-:22", &n), 0);
+        CHECK_EQ(n.nr_fwd, 2);
+        CHECK_EQ(n.fwd[0].host_port, 8080);
+        CHECK_EQ(n.fwd[0].guest_port, 80);
+        CHECK_EQ(n.fwd[0].host_addr, htonl(0x7f000001));
+        CHECK_EQ(n.fwd[1].host_addr, 0);
+        CHECK_EQ(parse_net("tap=tap0,mac=52:54:00:12:34:56", &n), 0);
+        CHECK_EQ(n.backend, NET_TAP);
+        CHECK(strcmp(n.tap_name, "tap0") == 0 && n.mac_set && n.mac[5] == 0x56);
+        CHECK_EQ(parse_net("tap-fd=7", &n), 0);
+        CHECK_EQ(n.tap_fd, 7);
+        CHECK_EQ(parse_net("tap=tap0,hostfwd=tcp::1-:2", &n), -EINVAL);
+        CHECK_EQ(parse_net("user,mac=01:00:00:00:00:01", &n), -EINVAL); /* multicast */
+        CHECK_EQ(parse_net("user,mac=zz", &n), -EINVAL);
+        CHECK_EQ(parse_net("user,hostfwd=tcp:1.2.3:80-:80", &n), -EINVAL);
+        CHECK_EQ(parse_net("user,hostfwd=tcp::0-:80", &n), -EINVAL);
+        CHECK_EQ(parse_net("user,hostfwd=tcp::80-:70000", &n), -EINVAL);
+        CHECK_EQ(parse_net("tap=", &n), -EINVAL);
+        CHECK_EQ(parse_net("tap=averyveryverylongname", &n), -EINVAL);
+        CHECK_EQ(parse_net("tap-fd=x", &n), -EINVAL);
+        CHECK_EQ(parse_net("vde", &n), -EINVAL);
     }
     return check_done("cli");
 }

@@ -56,9 +56,10 @@ int main(void)
     CHECK_EQ(cmdline_build(out, 0, "a", NULL, NULL, NULL, 0, NULL), -E2BIG);
 
     /* The defaults are what the README promises. */
-    CHECK(strstr(cmdline_default(1), "console=ttyS0") != NULL);
-    CHECK(strstr(cmdline_default(1), "reboot=k") != NULL);
-    CHECK(strstr(cmdline_default(1), "panic=1") != NULL);
-    CHECK(strstr(cmdline_default(0), "console=") == NULL);
+    CHECK(strstr(cmdline_default(CONSOLE_KIND_SERIAL), "console=ttyS0") != NULL);
+    CHECK(strstr(cmdline_default(CONSOLE_KIND_SERIAL), "reboot=k") != NULL);
+    CHECK(strstr(cmdline_default(CONSOLE_KIND_SERIAL), "panic=1") != NULL);
+    CHECK(strstr(cmdline_default(CONSOLE_KIND_NONE), "console=") == NULL);
+    CHECK(strstr(cmdline_default(CONSOLE_KIND_VIRTIO), "console=hvc0") != NULL);
     return check_done("cmdline");
 }
