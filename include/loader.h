@@ -37,7 +37,7 @@ int load_kernel(struct guest_mem *gm, const struct load_params *p, struct boot_s
  * initrd, so p->cmdline and p->initrd_path are not used by them. */
 int load_bzimage(struct guest_mem *gm, const uint8_t *image, uint64_t size,
                  const struct load_params *p, struct boot_setup *out);
-int load_elf(struct guest_mem *gm, const uint8_t *image, uint64_t size,
-             const struct load_params *p, struct boot_setup *out);
+int load_elf(struct guest_mem *gm, const uint8_t *image, uint64_t size, const struct load_params *p,
+             struct boot_setup *out);
 
 #endif

@@ -4,11 +4,11 @@
 
 #include <stdint.h>
 
-#define COM1            0x3f8
-#define CTRL_PAGE       0xc0000000UL
-#define ACPI_SLEEP_CTL  0x600
-#define PVPANIC_PORT    0x505
-#define I8042_CMD       0x64
+#define COM1           0x3f8
+#define CTRL_PAGE      0xc0000000UL
+#define ACPI_SLEEP_CTL 0x600
+#define PVPANIC_PORT   0x505
+#define I8042_CMD      0x64
 
 static inline void outb(uint16_t port, uint8_t v)
 {
