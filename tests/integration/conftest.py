@@ -15,6 +15,11 @@ BUILD = pathlib.Path(os.environ.get("EMBER_BUILD_DIR", ROOT / "build"))
 IMAGES = pathlib.Path(os.environ.get("EMBER_IMAGES_DIR", ROOT / "guest-images" / "out"))
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: minutes in the emulated test host; "
+                            "tests/run runs them only with EMBER_SLOW_TESTS=1")
+
+
 def _require(path: pathlib.Path, how: str) -> pathlib.Path:
     if not path.exists():
         pytest.fail(f"{path} is missing: {how}", pytrace=False)
