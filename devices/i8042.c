@@ -1,6 +1,7 @@
 /* i8042 keyboard controller, just enough for the guest to reset the machine (reboot=k). */
 #include "devices.h"
 #include "layout.h"
+#include "log.h"
 
 #define I8042_CMD_RESET 0xfe
 
@@ -17,8 +18,10 @@ static void i8042_cmd_write(void *opaque, uint64_t offset, const uint8_t *data, 
     struct vm *vm = opaque;
 
     (void)offset;
-    if (len == 1 && data[0] == I8042_CMD_RESET)
+    if (len == 1 && data[0] == I8042_CMD_RESET) {
+        log_info("the guest reset the machine through the i8042 controller");
         vm_request_stop(vm, STOP_RESET);
+    }
 }
 
 static const struct bus_ops i8042_data_ops = {.read = i8042_read};

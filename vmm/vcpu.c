@@ -141,10 +141,18 @@ static int handle_exit(struct vcpu *v)
         return 1;
     case KVM_EXIT_INTR:
         return 1;
-    case KVM_EXIT_SHUTDOWN:
-        /* A triple fault: what real hardware turns into a reset. */
+    case KVM_EXIT_SHUTDOWN: {
+        /* A triple fault: what real hardware turns into a reset. Say so: it is a guest bug. */
+        struct kvm_regs regs;
+
+        if (ioctl(v->fd, KVM_GET_REGS, &regs) == 0)
+            log_warn("vCPU %d: triple fault at rip 0x%llx; treating it as a reset", v->index,
+                     (unsigned long long)regs.rip);
+        else
+            log_warn("vCPU %d: triple fault; treating it as a reset", v->index);
         vm_request_stop(v->vm, STOP_RESET);
         return 0;
+    }
     case KVM_EXIT_SYSTEM_EVENT:
         handle_system_event(v);
         return 0;
