@@ -73,7 +73,11 @@ int console_init(struct console *c, enum console_mode mode, int wake_fd)
 {
     int err;
 
-    memset(c, 0, sizeof(*c));
+    /* Everything but the ring, whose bytes are never read before they are written: its 64 KiB
+     * stay untouched (not resident) until the guest prints that much. */
+    memset(c, 0, offsetof(struct console, ring));
+    memset(&c->ring[CONSOLE_RING_SIZE], 0,
+           sizeof(*c) - offsetof(struct console, ring) - CONSOLE_RING_SIZE);
     c->mode = mode;
     c->in_fd = -1;
     c->out_fd = -1;

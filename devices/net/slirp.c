@@ -2,6 +2,7 @@
 #include "log.h"
 #include "net_backend.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -13,6 +14,44 @@
 #include <unistd.h>
 
 #include <slirp/libslirp.h>
+
+/* libslirp (and glib under it) is loaded on the first --net user, not linked: every other VM
+ * starts without them, sparing their relocations, glib's constructors and ~1 MiB of RSS. */
+static struct {
+    __typeof__(&slirp_new) new_;
+    __typeof__(&slirp_cleanup) cleanup;
+    __typeof__(&slirp_input) input;
+    __typeof__(&slirp_add_hostfwd) add_hostfwd;
+    __typeof__(&slirp_pollfds_fill) pollfds_fill;
+    __typeof__(&slirp_pollfds_poll) pollfds_poll;
+} lib;
+
+static int load_libslirp(void)
+{
+    void *h;
+
+    if (lib.new_)
+        return 0;
+    h = dlopen("libslirp.so.0", RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        log_err("--net user: cannot load libslirp (apt-get install libslirp0): %s", dlerror());
+        return -ENOENT;
+    }
+    lib.cleanup = dlsym(h, "slirp_cleanup");
+    lib.input = dlsym(h, "slirp_input");
+    lib.add_hostfwd = dlsym(h, "slirp_add_hostfwd");
+    lib.pollfds_fill = dlsym(h, "slirp_pollfds_fill");
+    lib.pollfds_poll = dlsym(h, "slirp_pollfds_poll");
+    lib.new_ = dlsym(h, "slirp_new");
+    if (!lib.cleanup || !lib.input || !lib.add_hostfwd || !lib.pollfds_fill || !lib.pollfds_poll ||
+        !lib.new_) {
+        log_err("--net user: libslirp.so.0 lacks a function ember needs (libslirp >= 4.1)");
+        lib.new_ = NULL;
+        dlclose(h);
+        return -ENOENT;
+    }
+    return 0;
+}
 
 #define NET_ADDR   0x0a000200u /* 10.0.2.0/24 */
 #define NET_MASK   0xffffff00u
@@ -268,9 +307,9 @@ static void step(struct user_net *s)
 
     run_timers(s);
     r = poll(s->pfd, (nfds_t)s->npfd, 0);
-    slirp_pollfds_poll(s->slirp, r < 0, cb_get_revents, s);
+    lib.pollfds_poll(s->slirp, r < 0, cb_get_revents, s);
     s->npfd = 0;
-    slirp_pollfds_fill(s->slirp, &timeout, cb_add_poll, s);
+    lib.pollfds_fill(s->slirp, &timeout, cb_add_poll, s);
     sync_watches(s);
     s->poll_deadline_ms = timeout == UINT32_MAX ? -1 : now_ms() + timeout;
     arm_deadline(s);
@@ -364,7 +403,7 @@ static int user_send(struct net_be *b, const struct iovec *iov, int iovcnt)
 
     if (iovcnt != 1 || iov[0].iov_len > NET_MAX_FRAME)
         return -EINVAL;
-    slirp_input(s->slirp, iov[0].iov_base, (int)iov[0].iov_len);
+    lib.input(s->slirp, iov[0].iov_base, (int)iov[0].iov_len);
     wake(s); /* it may have opened sockets or armed timers */
     return 0;
 }
@@ -384,7 +423,7 @@ static void user_destroy(struct net_be *b)
         loop_del(s->loop, &s->h_wake);
     }
     if (s->slirp)
-        slirp_cleanup(s->slirp);
+        lib.cleanup(s->slirp);
     while (s->timers)
         cb_timer_free(s->timers, s);
     if (s->sock_epfd >= 0)
@@ -417,7 +456,7 @@ static int add_hostfwds(struct user_net *s, const struct net_config *cfg)
         char addr[INET_ADDRSTRLEN];
 
         errno = 0;
-        if (slirp_add_hostfwd(s->slirp, f->udp, host, f->host_port, guest, f->guest_port) == 0)
+        if (lib.add_hostfwd(s->slirp, f->udp, host, f->host_port, guest, f->guest_port) == 0)
             continue;
         inet_ntop(AF_INET, &host, addr, sizeof(addr));
         log_err("--net user,hostfwd=%s:%s:%u-:%u: cannot listen on the host port (%s)",
@@ -489,9 +528,11 @@ int net_slirp_open(const struct net_config *cfg, struct loop *loop, struct net_b
     s->poll_deadline_ms = -1;
     atomic_store(&s->be.rx_paused, true);
     err = loop ? create_fds(s) : -EINVAL;
+    if (!err)
+        err = load_libslirp();
     if (err)
         goto fail;
-    s->slirp = slirp_new(&sc, &callbacks, s);
+    s->slirp = lib.new_(&sc, &callbacks, s);
     if (!s->slirp) {
         log_err("--net user: cannot start libslirp");
         err = -ENOMEM;
