@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""Every guest benchmark of tests/bench/run, ember and QEMU microvm interleaved (A B A B ...).
+
+Runs where KVM can run standard guests (tests/bench/run starts it through tests/kvmhost/run)
+and writes the raw samples as JSON; tests/bench/run turns them into the table. Rows:
+  boot-128 / boot-1g   process start -> EMBER-INIT-READY, guest uptime at init, RSS beyond
+                       guest RAM (boot.py), 1 vCPU/128 MiB and 2 vCPU/1 GiB
+  startup              exec -> first KVM_RUN (wall from main(), CPU of the whole process) with a
+                       tiny guest (tests/guests/status.elf)
+  density              N idle 128 MiB VMs started at once: start rate and host memory per VM
+  blk / slirp / tap    fio and iperf3 (blknet.py)
+  exec                 `ember exec -- true` end to end, when ember has the exec command
+Usage: suite.py --out FILE [--runs N] [--quick] [--rows a,b,...]
+"""
+import argparse
+import json
+import os
+import pathlib
+import platform
+import re
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import blknet  # noqa: E402
+import boot  # noqa: E402
+
+ALL_ROWS = ["boot-128", "boot-1g", "startup", "blk", "slirp", "tap", "density", "exec"]
+IDLE = ["sh", "-c", "sleep 100000"]
+
+
+def meminfo():
+    out = {}
+    for line in open("/proc/meminfo"):
+        k, v = line.split(":", 1)
+        out[k] = int(v.split()[0])  # kB
+    return out
+
+
+def loadavg():
+    return open("/proc/loadavg").read().split()[:3]
+
+
+def cpu_model():
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def boot_pair(cpus, mem):
+    """One ember and one QEMU boot, same kernel/initramfs/vCPUs/memory (boot.py)."""
+    out = {}
+    for vmm, build in (("ember", boot.ember_cmd), ("qemu", boot.qemu_cmd)):
+        out[vmm] = boot.one(build(cpus, mem), mem)
+    return out
+
+
+def startup(n):
+    """exec -> first KVM_RUN with a tiny guest, n times."""
+    elf = boot.BUILD / "tests" / "guests" / "status.elf"
+    res = []
+    for _ in range(n):
+        p = subprocess.run([str(boot.BUILD / "ember"), "run", "--boot-timer", "--kernel", str(elf)],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+        err = p.stderr.decode(errors="replace")
+        m = re.search(r"first KVM_RUN ([0-9.]+) ms after ember started \(([0-9.]+) ms", err)
+        res.append({"exit": p.returncode, "wall_ms": float(m.group(1)) if m else None,
+                    "cpu_ms": float(m.group(2)) if m else None})
+    return res
+
+
+def startup_instructions():
+    """User-space instructions from exec until the first vCPU thread starts (tiny guest),
+    counted by callgrind: deterministic, unlike CPU time under nested emulation."""
+    elf = boot.BUILD / "tests" / "guests" / "status.elf"
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            p = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={d}/cg.out",
+                                "--dump-before=vcpu_thread", str(boot.BUILD / "ember"), "run", "--kernel", str(elf)],
+                               stdin=subprocess.DEVNULL, capture_output=True, timeout=300)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        first = sorted(pathlib.Path(d).glob("cg.out*"))
+        for f in first:
+            if f.name.endswith(".1"):  # the dump taken when vcpu_thread was entered
+                m = re.search(r"^(?:summary|totals): (\d+)", f.read_text(), re.M)
+                return int(m.group(1)) if m else None
+    return None
+
+
+def density(vmm, n, timeout):
+    """Start n idle 128 MiB VMs at once (bounded by n, free memory and timeout); time until
+    all reached init; host memory used per VM (MemAvailable drop, and RSS)."""
+    mem = 128
+    before = meminfo()
+    floor = before["MemTotal"] // 4
+    build = boot.ember_cmd if vmm == "ember" else boot.qemu_cmd
+    procs, ready, buf = [], {}, {}
+    t0 = time.monotonic()
+    try:
+        for _ in range(n):
+            if meminfo()["MemAvailable"] < floor:
+                break
+            cmd = build(1, mem)
+            if vmm == "ember":
+                cmd = cmd[:cmd.index("--") + 1] + IDLE
+                cmd.remove("--boot-timer")
+            else:
+                cmd[cmd.index("-append") + 1] = "console=ttyS0 reboot=k panic=1 quiet -- sh -c \"sleep 100000\""
+            p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, start_new_session=True)
+            procs.append(p)
+            buf[p.stdout.fileno()] = (p, b"")
+        deadline = t0 + timeout
+        while len(ready) < len(procs) and time.monotonic() < deadline:
+            fds = [fd for fd, (p, _) in buf.items() if p.pid not in ready]
+            r, _, _ = select.select(fds, [], [], 1)
+            for fd in r:
+                p, data = buf[fd]
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    ready[p.pid] = None  # died
+                    continue
+                data += chunk
+                buf[fd] = (p, data)
+                if b"EMBER-INIT-READY" in data:
+                    ready[p.pid] = time.monotonic() - t0
+        ok = [t for t in ready.values() if t is not None]
+        time.sleep(2)  # let the last ones settle
+        after = meminfo()
+        rss = []
+        for p in procs:
+            try:
+                rss.append(int(re.search(r"VmRSS:\s+(\d+)", open(f"/proc/{p.pid}/status").read()).group(1)))
+            except (OSError, AttributeError):
+                pass
+        started = len(ok)
+        return {"asked": n, "launched": len(procs), "started": started,
+                "all_ready_s": max(ok) if started == len(procs) and ok else None,
+                "rate_per_s": started / max(ok) if ok else None,
+                "mem_per_vm_mib": (before["MemAvailable"] - after["MemAvailable"]) / 1024 / started if started else None,
+                "rss_per_vm_mib": sum(rss) / 1024 / len(rss) if rss else None,
+                "mem_available_mib": before["MemAvailable"] / 1024}
+    finally:
+        for p in procs:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for p in procs:
+            p.wait()
+
+
+def exec_row(n):
+    ember = str(boot.BUILD / "ember")
+    h = subprocess.run([ember, "help"], capture_output=True, text=True)
+    if not re.search(r"^\s+exec\b", h.stdout, re.M):
+        return {"available": False}
+    res = []
+    for _ in range(n):
+        t0 = time.monotonic()
+        p = subprocess.run([ember, "exec", "--", "true"], stdin=subprocess.DEVNULL, capture_output=True,
+                           timeout=300)
+        res.append({"exit": p.returncode, "wall_s": time.monotonic() - t0,
+                    "err": p.stderr.decode(errors="replace")[-300:] if p.returncode else ""})
+    return {"available": True, "samples": res}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--rows", default=",".join(ALL_ROWS))
+    ap.add_argument("--seconds", type=int, default=5, help="fio job / iperf3 test length")
+    ap.add_argument("--density", type=int, default=6, help="VMs started at once (per VMM)")
+    a = ap.parse_args()
+    rows = a.rows.split(",")
+    if a.quick:
+        a.runs, a.seconds, a.density = 1, 2, 2
+    out = pathlib.Path(a.out)
+    qv = subprocess.run([blknet.QEMU, "--version"], capture_output=True, text=True).stdout.splitlines()
+    res = {"env": {"kernel": platform.release(), "cpus": os.cpu_count(), "cpu": cpu_model(),
+                   "mem_mib": meminfo()["MemTotal"] // 1024, "load_start": loadavg(),
+                   "qemu": qv[0] if qv else "?", "kvm": "nested" if os.path.exists("/sys/module/kvm_amd") else "?",
+                   "runs": a.runs, "seconds": a.seconds, "quick": a.quick},
+           "samples": {}}
+    s = res["samples"]
+
+    def save():
+        res["env"]["load_end"] = loadavg()
+        out.write_text(json.dumps(res, indent=1))
+
+    srv = None
+    image = None
+    net_rows = [r for r in ("blk", "slirp", "tap") if r in rows]
+    if net_rows:
+        image = blknet.bench_image()
+        srv = blknet.Servers(net_rows, os.environ.get("TMPDIR", "/tmp"))
+    t_start = time.monotonic()
+    try:
+        for i in range(a.runs):
+            for row, cpus, mem in (("boot-128", 1, 128), ("boot-1g", 2, 1024)):
+                if row in rows:
+                    pair = boot_pair(cpus, mem)
+                    for vmm, r in pair.items():
+                        s.setdefault(row, {}).setdefault(vmm, []).append(r)
+                    print(f"[{time.monotonic() - t_start:6.0f}s] run {i + 1} {row}: {pair}", flush=True)
+            if "startup" in rows:
+                r = startup(3)
+                if i == 0:  # deterministic: once is enough
+                    r[0]["instructions"] = startup_instructions()
+                s.setdefault("startup", {}).setdefault("ember", []).extend(r)
+                print(f"[{time.monotonic() - t_start:6.0f}s] run {i + 1} startup: {r}", flush=True)
+            for m in net_rows:
+                for vmm, build in (("ember", blknet.ember_cmd), ("qemu", blknet.qemu_cmd)):
+                    r = blknet.one(build(m, image, srv.data, a.seconds), m)
+                    s.setdefault(m, {}).setdefault(vmm, []).append(r)
+                    print(f"[{time.monotonic() - t_start:6.0f}s] run {i + 1} {m} {vmm}: {r}", flush=True)
+            save()
+    finally:
+        if srv:
+            srv.close()
+    if "density" in rows:
+        for vmm in ("ember", "qemu"):
+            r = density(vmm, a.density, 120 if a.quick else 400)
+            s.setdefault("density", {})[vmm] = [r]
+            print(f"[{time.monotonic() - t_start:6.0f}s] density {vmm}: {r}", flush=True)
+    if "exec" in rows:
+        s["exec"] = exec_row(1 if a.quick else 5)
+        print(f"[{time.monotonic() - t_start:6.0f}s] exec: {s['exec']}", flush=True)
+    res["env"]["duration_s"] = round(time.monotonic() - t_start)
+    save()
+
+
+if __name__ == "__main__":
+    main()
