@@ -182,7 +182,7 @@ def main():
     a = ap.parse_args()
     rows = a.rows.split(",")
     if a.quick:
-        a.runs, a.seconds, a.density = 1, 2, 2
+        a.runs, a.seconds, a.density = 1, 1, 2
     out = pathlib.Path(a.out)
     qv = subprocess.run([blknet.QEMU, "--version"], capture_output=True, text=True).stdout.splitlines()
     res = {"env": {"kernel": platform.release(), "cpus": os.cpu_count(), "cpu": cpu_model(),
