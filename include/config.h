@@ -42,6 +42,33 @@ struct net_config {
 };
 enum on_reboot { ON_REBOOT_EXIT, ON_REBOOT_RESTART };
 
+/* --no-sandbox, --seccomp=trap|kill|log|off (include/sandbox.h) */
+enum seccomp_action {
+    SECCOMP_ACTION_TRAP,
+    SECCOMP_ACTION_KILL,
+    SECCOMP_ACTION_LOG,
+    SECCOMP_ACTION_OFF
+};
+struct sandbox_config {
+    int disabled;
+    enum seccomp_action seccomp;
+};
+
+#define CONFIG_MAX_CGROUP 8
+/* --jail DIR --uid N --gid N [--netns PATH] [--cgroup KEY=VALUE].. (include/jail.h) */
+struct jail_config {
+    const char *dir; /* NULL: no jail */
+    unsigned uid, gid;
+    int have_uid, have_gid;
+    const char *netns;
+    const char *cgroup_parent;
+    const char *cgroup[CONFIG_MAX_CGROUP]; /* "memory.max=256M" etc. */
+    int nr_cgroup;
+    unsigned long long nofile; /* RLIMIT_NOFILE; 0: 1024 */
+    unsigned long long fsize;  /* RLIMIT_FSIZE in bytes; 0: unlimited */
+    int best_effort;           /* --jail-best-effort: go on without what the host lacks */
+};
+
 struct vm_config {
     const char *kernel;
     const char *initrd;
@@ -60,6 +87,9 @@ struct vm_config {
     enum on_reboot on_reboot;
     char **init_args; /* after "--": the command the guest init runs */
     int nr_init_args;
+    struct sandbox_config sandbox;
+    struct jail_config jail;
+    struct exec_io *exec; /* `ember exec`: the command's streams (include/exec_io.h) */
 };
 
 #define CONFIG_DEFAULT_CPUS   1

@@ -22,6 +22,7 @@ enum vm_stop_reason {
     STOP_CRASH,    /* KVM could not go on running the guest (internal error, bad entry) */
     STOP_SIGNAL,   /* host signal (SIGINT, SIGTERM, SIGHUP) */
     STOP_ERROR,    /* ember itself failed while running */
+    STOP_TIMEOUT,  /* `ember exec --timeout` expired */
 };
 
 struct vm;

@@ -1,5 +1,6 @@
 /* `ember run` command-line parsing into a vm_config, with one clear error per bad value. */
 #include "config.h"
+#include "cli_sandbox.h"
 #include "cmdline.h"
 #include "log.h"
 #include "vm.h"
@@ -123,9 +124,11 @@ void cli_usage_run(void)
            "On a terminal, Ctrl-a x quits and Ctrl-a Ctrl-a sends Ctrl-a.\n"
            "Default kernel command line: %s\n"
            "Exit codes: see README.md (0 guest powered off, its exit status when it set one,\n"
-           "120 reset, 121 panic, 122 guest crash, 125 ember error, 126 usage, 128+n signal).\n",
+           "120 reset, 121 panic, 122 guest crash, 123 forbidden system call, 125 ember error,\n"
+           "126 usage, 128+n signal).\n",
            VM_MAX_CPUS, CONFIG_DEFAULT_CPUS, (unsigned long long)(CONFIG_DEFAULT_MEMORY >> 20),
            cmdline_default(CONSOLE_KIND_SERIAL));
+    cli_usage_sandbox();
 }
 
 enum {
@@ -158,6 +161,7 @@ static const struct option run_options[] = {
         {"disk", required_argument, NULL, OPT_DISK},
         {"net", required_argument, NULL, OPT_NET},
         {"no-rng", no_argument, NULL, OPT_NO_RNG},
+        CLI_SANDBOX_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
 };
@@ -173,6 +177,8 @@ static int parse_one(int opt, const char *arg, struct vm_config *cfg)
     long n;
     int err;
 
+    if (opt >= OPT_SANDBOX_FIRST && opt <= OPT_SANDBOX_LAST)
+        return cli_sandbox_option(opt, arg, cfg);
     switch (opt) {
     case OPT_KERNEL:
         cfg->kernel = arg;

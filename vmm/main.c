@@ -1,5 +1,6 @@
 /* ember's entry point: dispatch subcommands; the only place that exits the process. */
 #include "config.h"
+#include "exec.h"
 #include "exitcode.h"
 #include "log.h"
 #include "run.h"
@@ -18,6 +19,7 @@ static void usage(FILE *f)
                "\n"
                "Commands:\n"
                "  run       boot a Linux kernel in a microVM (ember run --help)\n"
+               "  exec      run one command in a throwaway microVM (ember exec --help)\n"
                "  version   print ember's version\n"
                "  help      this help\n");
 }
@@ -40,6 +42,17 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
         printf("ember %s\n", EMBER_VERSION);
         return 0;
+    }
+    if (!strcmp(argv[1], "exec")) {
+        static struct exec_config x;
+
+        config_defaults(&x.vm);
+        r = cli_parse_exec(argc - 1, argv + 1, &x);
+        if (r == 1)
+            return 0;
+        if (r < 0)
+            return EXIT_USAGE;
+        return ember_exec(&x, &start);
     }
     if (strcmp(argv[1], "run") != 0) {
         log_err("unknown command '%s' (see ember --help)", argv[1]);

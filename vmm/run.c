@@ -5,9 +5,12 @@
 #include "cmdline.h"
 #include "devices.h"
 #include "eventloop.h"
+#include "exec.h"
+#include "exec_io.h"
 #include "exitcode.h"
 #include "layout.h"
 #include "log.h"
+#include "sandbox.h"
 #include "virtio_devices.h"
 #include "vm.h"
 
@@ -44,6 +47,7 @@ struct machine {
     int signal_fd;
     struct loop_handler h_vm_wake, h_dev_wake, h_signal, h_stdin, h_stdout;
     int stdin_watched, stdin_is_file, stdout_watched;
+    int sandboxed; /* privileges dropped and the loop's seccomp filter in (once) */
 };
 
 /* ---- event loop handlers ---- */
@@ -252,6 +256,9 @@ static int setup_virtio(struct machine *m)
         err = add_virtio(m, virtio_net_create(&m->virtio[m->nr_virtio], &cfg->net[i], &m->loop));
     if (!err && cfg->console == CONSOLE_KIND_VIRTIO)
         err = add_virtio(m, virtio_console_create(&m->virtio[m->nr_virtio], &m->con, &m->loop));
+    if (!err && cfg->exec)
+        err = add_virtio(m,
+                         virtio_exec_ports_create(&m->virtio[m->nr_virtio], cfg->exec, &m->loop));
     if (!err && !cfg->no_rng)
         err = add_virtio(m, virtio_rng_create(&m->virtio[m->nr_virtio], &m->loop));
     return err;
@@ -410,6 +417,21 @@ static void teardown_host(struct machine *m)
         close(m->dev_wake_fd);
 }
 
+/* The VM is built, no guest instruction has run: drop privileges (vCPU threads inherit it). */
+static int sandbox_before_start(struct machine *m)
+{
+    return m->sandboxed ? 0 : sandbox_drop_privileges();
+}
+
+/* The vCPU threads installed their own filters before KVM_RUN; now the event loop's. */
+static int sandbox_after_start(struct machine *m)
+{
+    if (m->sandboxed)
+        return 0;
+    m->sandboxed = 1;
+    return sandbox_enter_thread(SANDBOX_THREAD_LOOP, -1);
+}
+
 /* Run the built VM until it stops; returns the stop reason. */
 static enum vm_stop_reason run_vm(struct machine *m)
 {
@@ -417,7 +439,7 @@ static enum vm_stop_reason run_vm(struct machine *m)
 
     m->h_vm_wake = (struct loop_handler){m->vm.wake_fd, on_vm_wake};
     err = loop_add(&m->loop, &m->h_vm_wake, EPOLLIN);
-    if (err || vm_start(&m->vm)) {
+    if (err || sandbox_before_start(m) || vm_start(&m->vm) || sandbox_after_start(m)) {
         vm_request_stop(&m->vm, STOP_ERROR);
     } else {
         if (m->stdin_is_file)
@@ -430,6 +452,8 @@ static enum vm_stop_reason run_vm(struct machine *m)
     console_flush(&m->con, 2000);
     console_shutdown(&m->con);
     vm_join(&m->vm);
+    if (m->cfg->exec)
+        exec_io_flush(m->cfg->exec, 5000); /* what the command wrote before it ended */
     console_resume(&m->con);
     console_flush(&m->con, 2000);
     loop_del(&m->loop, &m->h_vm_wake);
@@ -451,6 +475,8 @@ static int exit_code(const struct machine *m, enum vm_stop_reason r)
         return EXIT_GUEST_CRASH;
     case STOP_SIGNAL:
         return EXIT_SIGNAL_BASE + m->vm.stop_signal;
+    case STOP_TIMEOUT:
+        return EXIT_TIMEOUT;
     default:
         return EXIT_VMM_ERROR;
     }
@@ -472,6 +498,8 @@ int ember_run(const struct vm_config *cfg, const struct timespec *start_wall)
     m->loop.epfd = -1;
     m->con.out_fd = m->con.in_fd = -1;
     m->con_off.out_fd = m->con_off.in_fd = -1;
+    if (sandbox_prepare(cfg))
+        goto out;
     if (check_file("--kernel", cfg->kernel) || check_file("--initrd", cfg->initrd)) {
         code = EXIT_USAGE;
         goto out;
@@ -487,13 +515,19 @@ int ember_run(const struct vm_config *cfg, const struct timespec *start_wall)
             goto out;
         reason = run_vm(m);
         code = exit_code(m, reason);
+        if (cfg->exec) {
+            cfg->exec->stop_reason = (int)reason;
+            cfg->exec->guest_status = m->vm.exit_status;
+        }
         destroy_virtio(m);
         vm_destroy(&m->vm);
         if (reason != STOP_RESET || cfg->on_reboot != ON_REBOOT_RESTART)
             break;
         log_info("the guest rebooted; booting it again (--on-reboot restart)");
     }
-    if (reason == STOP_RESET)
+    if (cfg->exec)
+        code = exec_exit_code(cfg->exec, code);
+    else if (reason == STOP_RESET)
         log_info("the guest rebooted; exiting with code %d (--on-reboot exit)", code);
 out:
     if (m->kvm_fd >= 0)

@@ -2,6 +2,7 @@
 #include "vm.h"
 #include "cpu.h"
 #include "log.h"
+#include "sandbox.h"
 
 #include <errno.h>
 #include <linux/kvm.h>
@@ -196,6 +197,10 @@ static void *vcpu_thread(void *arg)
     struct vcpu *v = arg;
     struct vm *vm = v->vm;
 
+    if (sandbox_enter_thread(SANDBOX_THREAD_VCPU, v->index) < 0) {
+        vm_request_stop(vm, STOP_ERROR);
+        return NULL;
+    }
     if (v->index == 0 && vm->boot_timer)
         report_first_run(vm);
     while (!atomic_load(&vm->stopping)) {

@@ -18,6 +18,8 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "exec.h"
+
 // ember's marker page: boot marker at offset 0, exit-status byte at offset 8.
 #define MARKER_PAGE_PHYS   0xC0000000UL
 #define MARKER_BOOT_OFFSET 0
@@ -112,8 +114,9 @@ static pid_t spawn(char *const argv[])
     tcsetpgrp(STDIN_FILENO, getpid()); // SIGTTOU is ignored (inherited from init)
     signal(SIGTTOU, SIG_DFL);
     execvp(argv[0], argv);
-    say("ember-init: cannot run '%s': %s\n", argv[0], strerror(errno));
-    _exit(127);
+    int err = errno;
+    say("ember-init: cannot run '%s': %s\n", argv[0], strerror(err));
+    _exit(err == ENOENT ? 127 : 126); // as shells do: not found, or found but not runnable
 }
 
 // Reap children (orphans included) until `child` exits; return its shell-style status.
@@ -173,7 +176,9 @@ int main(int argc, char *argv[])
     setenv("HOME", "/root", 1);
     setenv("TERM", "linux", 1);
 
-    if (argc > 1) {
+    if (is_pid1 && exec_requested()) {
+        finish(exec_main()); // `ember exec`: command and streams over virtio-console ports
+    } else if (argc > 1) {
         finish(wait_for(spawn(argv + 1)));
     } else {
         char *shell[] = {"/bin/sh", NULL};

@@ -1,0 +1,528 @@
+/* virtio-console with MULTIPORT: `ember exec`'s stdin, stdout and stderr as three guest ports. */
+#include "exec_io.h"
+#include "log.h"
+#include "virtio_devices.h"
+#include "vm.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#define VIRTIO_ID_CONSOLE 3
+#define F_MULTIPORT       1
+#define QUEUE_MAX         256
+#define CTRL_RX           2 /* control receiveq: host to guest */
+#define CTRL_TX           3 /* control transmitq: guest to host */
+#define CHAIN_BUDGET      64
+#define CTL_PENDING       16
+#define CTL_MSG_MAX       32
+
+/* Control events (virtio spec 5.3.6.2). */
+enum {
+    DEVICE_READY = 0,
+    DEVICE_ADD = 1,
+    PORT_READY = 3,
+    PORT_OPEN = 6,
+    PORT_NAME = 7,
+};
+
+static const char *const port_names[EXEC_NR_PORTS] = {"ember.stdin", "ember.stdout",
+                                                      "ember.stderr"};
+
+struct ports;
+
+struct out_port {
+    struct ports *p;
+    int fd;
+    int tx; /* queue index */
+    struct loop_handler h;
+    bool watched;
+    bool closed; /* the reader went away: output is dropped */
+    bool held;
+    size_t done; /* bytes of chain already written */
+    uint64_t *count;
+    struct virtq_chain chain;
+};
+
+struct ports {
+    struct exec_io *io;
+    struct virtio_dev *d;
+    struct loop *loop;
+    uint8_t ctl[CTL_PENDING][CTL_MSG_MAX];
+    uint32_t ctl_len[CTL_PENDING];
+    int ctl_head, ctl_n;
+    struct virtq_chain cchain;
+    /* stdin port */
+    struct virtq_chain rx;
+    bool rx_held, stdin_ready, in_eof, eof_sent, in_watched, in_is_file;
+    size_t spec_sent;
+    struct loop_handler h_in;
+    struct out_port out[2];
+    int timer_fd;
+    struct loop_handler h_timer;
+};
+
+static int rx_queue(int port)
+{
+    return port == 0 ? 0 : 2 * (port + 1);
+}
+
+static bool running(const struct virtio_dev *d, int q)
+{
+    return (d->status & VIRTIO_STATUS_DRIVER_OK) && !d->broken && d->vq[q].ready;
+}
+
+/* ---- control messages ---- */
+
+static void ctl_queue(struct ports *p, uint32_t id, uint16_t event, uint16_t value,
+                      const char *name)
+{
+    uint8_t *m;
+    size_t len = 8;
+    int slot;
+
+    if (p->ctl_n == CTL_PENDING)
+        return; /* cannot happen: at most 2 per port are pending */
+    slot = (p->ctl_head + p->ctl_n++) % CTL_PENDING;
+    m = p->ctl[slot];
+    memcpy(m, &id, 4);
+    memcpy(m + 4, &event, 2);
+    memcpy(m + 6, &value, 2);
+    if (name) {
+        size_t n = strlen(name);
+        memcpy(m + 8, name, n);
+        len += n;
+    }
+    p->ctl_len[slot] = (uint32_t)len;
+}
+
+static void ctl_send(struct ports *p)
+{
+    struct virtio_dev *d = p->d;
+    struct virtq *q = &d->vq[CTRL_RX];
+    bool pushed = false;
+
+    while (p->ctl_n && running(d, CTRL_RX)) {
+        int r = virtq_pop(q, &p->cchain);
+        size_t w;
+
+        if (r != 1) {
+            if (r < 0)
+                virtio_mark_broken(d, "bad control receive chain");
+            break;
+        }
+        w = virtq_chain_write(&p->cchain, 0, p->ctl[p->ctl_head], p->ctl_len[p->ctl_head]);
+        p->ctl_head = (p->ctl_head + 1) % CTL_PENDING;
+        p->ctl_n--;
+        if (virtq_push(q, p->cchain.head, (uint32_t)w) < 0)
+            break;
+        pushed = true;
+    }
+    if (pushed)
+        virtio_notify_used(d, q);
+}
+
+static void pump_input(struct ports *p);
+
+static void ctl_receive(struct ports *p)
+{
+    struct virtio_dev *d = p->d;
+    struct virtq *q = &d->vq[CTRL_TX];
+    int r;
+
+    while ((r = virtq_pop(q, &p->cchain)) == 1) {
+        uint8_t m[8];
+        uint32_t id;
+        uint16_t event, value;
+
+        if (virtq_chain_read(&p->cchain, 0, m, sizeof(m)) == sizeof(m)) {
+            memcpy(&id, m, 4);
+            memcpy(&event, m + 4, 2);
+            memcpy(&value, m + 6, 2);
+            if (event == DEVICE_READY && value == 1) {
+                for (uint32_t i = 0; i < EXEC_NR_PORTS; i++)
+                    ctl_queue(p, i, DEVICE_ADD, 0, NULL);
+            } else if (event == PORT_READY && value == 1 && id < EXEC_NR_PORTS) {
+                /* Open before the name: once the guest sees the name, the host side is up. */
+                ctl_queue(p, id, PORT_OPEN, 1, NULL);
+                ctl_queue(p, id, PORT_NAME, 0, port_names[id]);
+            } else if (event == PORT_OPEN && id == EXEC_PORT_STDIN) {
+                /* Linux drops data that reaches a port nobody has open: wait for the open. */
+                p->stdin_ready = value == 1;
+            } else {
+                log_debug("exec ports: control event %u for port %u (value %u)", event, id, value);
+            }
+        }
+        if (virtq_push(q, p->cchain.head, 0) < 0)
+            break;
+    }
+    if (r < 0)
+        virtio_mark_broken(d, "bad control transmit chain");
+    virtio_notify_used(d, q);
+    ctl_send(p);
+    pump_input(p);
+}
+
+/* ---- stdin: the command spec first, then ember's stdin, then "host closed" ---- */
+
+static void watch_in(struct ports *p, bool on)
+{
+    if (p->in_is_file || on == p->in_watched || p->io->in_fd < 0)
+        return;
+    if (!on) {
+        loop_del(p->loop, &p->h_in);
+        p->in_watched = false;
+    } else if (loop_add(p->loop, &p->h_in, EPOLLIN) == 0) {
+        p->in_watched = true;
+    } else if (errno == EPERM) {
+        p->in_is_file = true; /* regular file or /dev/null: always readable */
+    } else {
+        p->in_eof = true;
+    }
+}
+
+static bool input_ready(struct ports *p)
+{
+    struct pollfd pf = {.fd = p->io->in_fd, .events = POLLIN};
+
+    if (p->spec_sent < p->io->spec_len)
+        return true;
+    if (p->in_eof || p->io->in_fd < 0)
+        return false;
+    if (p->in_is_file)
+        return true;
+    if (poll(&pf, 1, 0) > 0)
+        return true;
+    watch_in(p, true);
+    return p->in_is_file;
+}
+
+static void pump_input(struct ports *p)
+{
+    struct virtio_dev *d = p->d;
+    struct virtq *q = &d->vq[rx_queue(EXEC_PORT_STDIN)];
+    bool pushed = false;
+
+    for (int n = 0; n < CHAIN_BUDGET && p->stdin_ready && running(d, rx_queue(0)); n++) {
+        const struct virtq_buf *b = NULL;
+        ssize_t got;
+
+        if (!input_ready(p))
+            break;
+        if (!p->rx_held) {
+            int r = virtq_pop(q, &p->rx);
+            if (r != 1) {
+                if (r < 0)
+                    virtio_mark_broken(d, "bad stdin receive chain");
+                watch_in(p, false); /* the guest kicks when it posts buffers */
+                break;
+            }
+            p->rx_held = true;
+        }
+        for (uint32_t i = 0; i < p->rx.nbufs && !b; i++)
+            if (p->rx.buf[i].write)
+                b = &p->rx.buf[i];
+        if (!b) {
+            virtio_mark_broken(d, "stdin receive chain without room");
+            break;
+        }
+        if (p->spec_sent < p->io->spec_len) {
+            got = (ssize_t)(p->io->spec_len - p->spec_sent);
+            if (got > (ssize_t)b->len)
+                got = b->len;
+            memcpy(b->host, p->io->spec + p->spec_sent, (size_t)got);
+            p->spec_sent += (size_t)got;
+        } else {
+            got = read(p->io->in_fd, b->host, b->len);
+            if (got < 0 && (errno == EAGAIN || errno == EINTR))
+                continue;
+            if (got <= 0) {
+                p->in_eof = true;
+                watch_in(p, false);
+                break;
+            }
+        }
+        p->rx_held = false;
+        if (virtq_push(q, p->rx.head, (uint32_t)got) < 0)
+            break;
+        pushed = true;
+    }
+    if (pushed)
+        virtio_notify_used(d, q);
+    if (p->stdin_ready && p->in_eof && !p->eof_sent && p->spec_sent == p->io->spec_len) {
+        /* Everything is in the guest's buffers: now the port reads end of file. */
+        p->eof_sent = true;
+        ctl_queue(p, EXEC_PORT_STDIN, PORT_OPEN, 0, NULL);
+        ctl_send(p);
+    }
+}
+
+static void on_stdin(struct loop_handler *h, uint32_t events)
+{
+    struct ports *p = container_of(h, struct ports, h_in);
+
+    (void)events;
+    pthread_mutex_lock(&p->d->lock);
+    watch_in(p, false);
+    pump_input(p);
+    pthread_mutex_unlock(&p->d->lock);
+}
+
+/* ---- stdout and stderr ---- */
+
+static void watch_out(struct ports *p, struct out_port *o, bool on)
+{
+    if (on == o->watched)
+        return;
+    if (!on) {
+        loop_del(p->loop, &o->h);
+        o->watched = false;
+    } else if (loop_add(p->loop, &o->h, EPOLLOUT) == 0) {
+        o->watched = true;
+    }
+}
+
+/* Write the rest of the held chain; 1 when done, 0 when the descriptor is full. */
+static int write_chain(struct out_port *o, int wait_ms)
+{
+    size_t skip = o->done;
+
+    for (uint32_t i = 0; i < o->chain.nbufs; i++) {
+        const struct virtq_buf *b = &o->chain.buf[i];
+
+        if (b->write)
+            continue;
+        if (skip >= b->len) {
+            skip -= b->len;
+            continue;
+        }
+        while (skip < b->len) {
+            ssize_t w = o->closed ? (ssize_t)(b->len - skip)
+                                  : write(o->fd, (const uint8_t *)b->host + skip, b->len - skip);
+
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0 && errno == EAGAIN) {
+                struct pollfd pf = {.fd = o->fd, .events = POLLOUT};
+                if (wait_ms <= 0 || poll(&pf, 1, wait_ms) <= 0)
+                    return 0;
+                continue;
+            }
+            if (w < 0) {
+                o->closed = true; /* EPIPE: the reader went away; drop the rest */
+                continue;
+            }
+            skip += (size_t)w;
+            o->done += (size_t)w;
+            if (!o->closed)
+                *o->count += (uint64_t)w;
+        }
+        skip = 0;
+    }
+    return 1;
+}
+
+static void pump_output(struct ports *p, struct out_port *o, int wait_ms)
+{
+    struct virtio_dev *d = p->d;
+    struct virtq *q = &d->vq[o->tx];
+    bool pushed = false;
+    int r = 0;
+
+    for (int n = 0; running(d, o->tx) && (wait_ms > 0 || n < CHAIN_BUDGET); n++) {
+        if (!o->held) {
+            r = virtq_pop(q, &o->chain);
+            if (r != 1)
+                break;
+            o->held = true;
+            o->done = 0;
+        }
+        if (!write_chain(o, wait_ms)) {
+            watch_out(p, o, wait_ms <= 0);
+            r = 0;
+            break;
+        }
+        o->held = false;
+        if (virtq_push(q, o->chain.head, 0) < 0)
+            break;
+        pushed = true;
+        r = 1;
+    }
+    if (r < 0)
+        virtio_mark_broken(d, "bad output chain");
+    else if (r == 1 && wait_ms <= 0) {
+        uint64_t one = 1; /* budget spent: come back after other work */
+        (void)!write(q->kick_fd, &one, sizeof(one));
+    }
+    if (pushed)
+        virtio_notify_used(d, q);
+}
+
+static void on_out(struct loop_handler *h, uint32_t events)
+{
+    struct out_port *o = container_of(h, struct out_port, h);
+    struct ports *p = o->p;
+
+    (void)events;
+    pthread_mutex_lock(&p->d->lock);
+    watch_out(p, o, false);
+    pump_output(p, o, 0);
+    pthread_mutex_unlock(&p->d->lock);
+}
+
+/* ---- transport callbacks ---- */
+
+static void ports_config_read(struct virtio_dev *d, uint32_t offset, uint8_t *data, uint32_t len)
+{
+    /* cols, rows (no size), max_nr_ports, emerg_wr */
+    static const uint8_t config[12] = {0, 0, 0, 0, EXEC_NR_PORTS, 0, 0, 0, 0, 0, 0, 0};
+
+    (void)d;
+    memcpy(data, config + offset, len);
+}
+
+static void ports_queue_notify(struct virtio_dev *d, struct virtq *q)
+{
+    struct ports *p = d->priv;
+
+    switch (q->index) {
+    case CTRL_TX:
+        ctl_receive(p);
+        break;
+    case CTRL_RX:
+        ctl_send(p);
+        break;
+    case 0:
+        pump_input(p);
+        break;
+    default:
+        for (int i = 0; i < 2; i++)
+            if (q->index == p->out[i].tx)
+                pump_output(p, &p->out[i], 0);
+        break;
+    }
+}
+
+static void ports_reset(struct virtio_dev *d)
+{
+    struct ports *p = d->priv;
+
+    p->rx_held = p->stdin_ready = p->eof_sent = false;
+    p->spec_sent = 0;
+    p->ctl_n = 0;
+    for (int i = 0; i < 2; i++) {
+        p->out[i].held = false;
+        watch_out(p, &p->out[i], false);
+    }
+    watch_in(p, false);
+}
+
+static void ports_destroy(struct virtio_dev *d)
+{
+    struct ports *p = d->priv;
+
+    if (!p)
+        return;
+    ports_reset(d);
+    if (p->timer_fd >= 0) {
+        loop_del(p->loop, &p->h_timer);
+        close(p->timer_fd);
+    }
+    p->io->dev = NULL;
+    free(p);
+    d->priv = NULL;
+}
+
+static const struct virtio_dev_ops ports_ops = {
+        .config_read = ports_config_read,
+        .reset = ports_reset,
+        .queue_notify = ports_queue_notify,
+        .destroy = ports_destroy,
+};
+
+static void on_timer(struct loop_handler *h, uint32_t events)
+{
+    struct ports *p = container_of(h, struct ports, h_timer);
+    uint64_t n;
+
+    (void)events;
+    (void)!read(h->fd, &n, sizeof(n));
+    vm_request_stop(p->d->vm, STOP_TIMEOUT);
+}
+
+int virtio_exec_ports_create(struct virtio_dev *d, struct exec_io *io, struct loop *loop)
+{
+    struct ports *p = calloc(1, sizeof(*p));
+
+    if (!p) {
+        log_err("exec: out of memory");
+        return -ENOMEM;
+    }
+    p->io = io;
+    p->d = d;
+    p->loop = loop;
+    p->timer_fd = -1;
+    p->h_in = (struct loop_handler){io->in_fd, on_stdin};
+    for (int i = 0; i < 2; i++) {
+        struct out_port *o = &p->out[i];
+
+        o->p = p;
+        o->fd = i == 0 ? io->out_fd : io->err_fd;
+        o->tx = rx_queue(i + 1) + 1;
+        o->count = i == 0 ? &io->bytes_out : &io->bytes_err;
+        o->h = (struct loop_handler){o->fd, on_out};
+        o->closed = o->fd < 0;
+    }
+    if (io->deadline.tv_sec) {
+        struct itimerspec its = {.it_value = io->deadline};
+
+        p->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+        if (p->timer_fd < 0 || timerfd_settime(p->timer_fd, TFD_TIMER_ABSTIME, &its, NULL) < 0) {
+            int err = log_errno("exec: timerfd for --timeout");
+            if (p->timer_fd >= 0)
+                close(p->timer_fd);
+            free(p);
+            return err;
+        }
+        p->h_timer = (struct loop_handler){p->timer_fd, on_timer};
+        if (loop_add(loop, &p->h_timer, EPOLLIN) < 0) {
+            int err = log_errno("exec: epoll_ctl for --timeout");
+            close(p->timer_fd);
+            free(p);
+            return err;
+        }
+    }
+    *d = (struct virtio_dev){
+            .name = "exec-ports",
+            .device_id = VIRTIO_ID_CONSOLE,
+            .features = 1ULL << F_MULTIPORT,
+            .config_size = 12,
+            .nr_queues = 2 * (EXEC_NR_PORTS + 1),
+            .ops = &ports_ops,
+            .priv = p,
+    };
+    for (int i = 0; i < d->nr_queues; i++)
+        d->queue_max[i] = QUEUE_MAX;
+    io->dev = d;
+    return 0;
+}
+
+void exec_io_flush(struct exec_io *io, int timeout_ms)
+{
+    struct virtio_dev *d = io->dev;
+    struct ports *p;
+
+    if (!d || !(p = d->priv))
+        return;
+    pthread_mutex_lock(&d->lock);
+    for (int i = 0; i < 2; i++) {
+        watch_out(p, &p->out[i], false);
+        pump_output(p, &p->out[i], timeout_ms);
+    }
+    pthread_mutex_unlock(&d->lock);
+}

@@ -1,0 +1,39 @@
+/* ember's sandbox: no stray descriptors, no new privileges, no capabilities, seccomp per thread. */
+#ifndef EMBER_SANDBOX_H
+#define EMBER_SANDBOX_H
+
+#include "config.h"
+
+/* The kinds of thread ember runs; each gets its own seccomp allowlist (vmm/seccomp.c). */
+enum sandbox_thread {
+    SANDBOX_THREAD_LOOP,       /* the main thread: event loop, devices, console, teardown */
+    SANDBOX_THREAD_VCPU,       /* KVM_RUN and the port/MMIO handlers it calls */
+    SANDBOX_THREAD_SUPERVISOR, /* the jail's parent: waits for the jailed ember, relays signals */
+};
+
+/* Before anything else: remember the terminal (restored if a forbidden call stops ember),
+ * learn the syscall names for reports, install the SIGSYS handler. Closes every inherited
+ * descriptor but 0-2 and those the configuration names (tap-fd=N). 0 or -errno. */
+int sandbox_prepare(const struct vm_config *cfg);
+
+/* Setup is done, no guest instruction has run yet: no-new-privileges and every capability
+ * dropped (effective, permitted, inheritable, ambient and, when allowed, the bounding set).
+ * Threads created afterwards inherit both. 0 or -errno. */
+int sandbox_drop_privileges(void);
+
+/* Install the calling thread's seccomp filter (no-op with --no-sandbox or --seccomp=off).
+ * `index` numbers vCPUs in messages. 0 or -errno after one error line. */
+int sandbox_enter_thread(enum sandbox_thread kind, int index);
+
+/* Whether `ember run` rebuilds the VM on reboot, so the loop filter must allow building. */
+void sandbox_allow_rebuild(int on);
+
+/* The syscall allowlist of one thread kind as a libseccomp context (vmm/seccomp.c). */
+struct sandbox_filter_opts {
+    enum sandbox_thread kind;
+    uint32_t default_action; /* SCMP_ACT_TRAP, _KILL_PROCESS or _LOG */
+    int rebuild;             /* loop thread: may build a new VM (--on-reboot restart) */
+};
+void *seccomp_build_filter(const struct sandbox_filter_opts *o);
+
+#endif

@@ -1,0 +1,261 @@
+/* `ember exec`: a throwaway microVM for one command: spec, streams, images, jail, exit code. */
+#include "exec.h"
+#include "exec_io.h"
+#include "exitcode.h"
+#include "log.h"
+#include "run.h"
+#include "vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef EMBER_IMAGES_DEFAULT
+#define EMBER_IMAGES_DEFAULT "/usr/share/ember/images"
+#endif
+#define NOBODY 65534
+
+/* The command spec the guest init reads from the stdin port: "EMBX", a little-endian length,
+ * then NUL-terminated entries: a<arg> e<K=V> w<dir> r (overlay root) c (copy-in) n (net). */
+struct spec {
+    uint8_t *buf;
+    size_t len, cap;
+};
+
+static int spec_add(struct spec *s, char kind, const char *val)
+{
+    size_t n = strlen(val) + 2;
+
+    if (s->len + n > s->cap) {
+        size_t cap = (s->len + n) * 2 + 256;
+        uint8_t *b = realloc(s->buf, cap);
+        if (!b)
+            return -ENOMEM;
+        s->buf = b;
+        s->cap = cap;
+    }
+    s->buf[s->len] = (uint8_t)kind;
+    memcpy(s->buf + s->len + 1, val, n - 1);
+    s->len += n;
+    return 0;
+}
+
+static int build_spec(const struct exec_config *x, struct spec *s)
+{
+    uint32_t body;
+    int err = 0;
+
+    s->cap = 4096;
+    s->buf = malloc(s->cap);
+    if (!s->buf)
+        err = -ENOMEM;
+    s->len = 8; /* magic and length, filled in last */
+    for (int i = 0; !err && i < x->argc; i++)
+        err = spec_add(s, 'a', x->argv[i]);
+    for (int i = 0; !err && i < x->nr_env; i++)
+        err = spec_add(s, 'e', x->env[i]);
+    if (!err && x->workdir)
+        err = spec_add(s, 'w', x->workdir);
+    if (!err && x->rootfs)
+        err = spec_add(s, 'r', "");
+    if (!err && x->nr_copy_in)
+        err = spec_add(s, 'c', "");
+    if (!err && x->net_user)
+        err = spec_add(s, 'n', "");
+    if (err) {
+        log_err("exec: out of memory");
+        return err;
+    }
+    if (s->len - 8 > (1 << 20)) {
+        log_err("exec: the command and environment take %zu bytes; at most 1 MiB", s->len - 8);
+        return -E2BIG;
+    }
+    body = (uint32_t)(s->len - 8);
+    memcpy(s->buf, "EMBX", 4);
+    memcpy(s->buf + 4, &body, 4);
+    return 0;
+}
+
+/* A descriptor of our own for stdout/stderr that may be non-blocking without touching the
+ * file description our parent shares; regular files are just duplicated. */
+static int open_stream(int fd, const char *what)
+{
+    struct stat st;
+    char path[32];
+    int r;
+
+    if (fstat(fd, &st) < 0)
+        return -1; /* closed: the stream is dropped */
+    if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) || S_ISSOCK(st.st_mode)) {
+        r = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    } else {
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        r = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+        if (r < 0)
+            r = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    }
+    if (r < 0)
+        log_warn("exec: cannot open %s (%s); the command's %s is dropped", what, strerror(errno),
+                 what);
+    return r;
+}
+
+static void default_images(struct vm_config *cfg)
+{
+    static char kernel[PATH_MAX], initrd[PATH_MAX];
+    const char *dir = getenv("EMBER_IMAGES_DIR");
+
+    if (!dir || !*dir)
+        dir = EMBER_IMAGES_DEFAULT;
+    if (!cfg->kernel) {
+        snprintf(kernel, sizeof(kernel), "%s/bzImage", dir);
+        cfg->kernel = kernel;
+    }
+    if (!cfg->initrd) {
+        snprintf(initrd, sizeof(initrd), "%s/initramfs.cpio.gz", dir);
+        cfg->initrd = initrd;
+    }
+}
+
+static int add_disk(struct vm_config *cfg, const char *path, const char *id)
+{
+    struct disk_config *d = &cfg->disk[cfg->nr_disks];
+
+    if (strlen(path) >= sizeof(d->path)) {
+        log_err("exec: path too long: %s", path);
+        return -ENAMETOOLONG;
+    }
+    snprintf(d->path, sizeof(d->path), "%s", path);
+    snprintf(d->id, sizeof(d->id), "%s", id);
+    d->readonly = 1;
+    cfg->nr_disks++;
+    return 0;
+}
+
+/* Sandbox and jail are on by default; the jail needs root. */
+static int choose_jail(struct exec_config *x, char *tmpdir, size_t len)
+{
+    struct jail_config *j = &x->vm.jail;
+    const char *tmp = getenv("TMPDIR");
+
+    tmpdir[0] = '\0';
+    if (x->no_jail || x->vm.sandbox.disabled)
+        return 0;
+    if (!j->dir && geteuid() != 0) {
+        if (j->best_effort) {
+            log_warn("exec: not jailed: the jail needs root (--jail-best-effort)");
+            return 0;
+        }
+        log_err("exec: ember exec jails itself by default, which needs root (namespaces, "
+                "pivot_root); run it as root, or pass --no-jail or --jail-best-effort");
+        return -EPERM;
+    }
+    if (!j->dir) {
+        snprintf(tmpdir, len, "%s/ember-jail.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(tmpdir)) {
+            tmpdir[0] = '\0';
+            return log_errno("exec: cannot create the jail directory in $TMPDIR");
+        }
+        j->dir = tmpdir;
+    }
+    if (!j->have_uid) {
+        j->uid = NOBODY;
+        j->have_uid = 1;
+    }
+    if (!j->have_gid) {
+        j->gid = NOBODY;
+        j->have_gid = 1;
+    }
+    return 0;
+}
+
+int exec_exit_code(const struct exec_io *io, int code)
+{
+    switch ((enum vm_stop_reason)io->stop_reason) {
+    case STOP_POWEROFF:
+        if (io->guest_status >= 0)
+            return io->guest_status;
+        log_err("exec: the guest powered off without reporting the command's status; is the "
+                "initramfs ember's (guest-images)?");
+        return EXIT_VMM_ERROR;
+    case STOP_TIMEOUT:
+        log_err("exec: the command did not finish within --timeout %u s; the VM was stopped",
+                io->timeout_s);
+        return EXIT_TIMEOUT;
+    case STOP_RESET:
+        log_err("exec: the guest rebooted before the command finished");
+        return EXIT_VMM_ERROR;
+    case STOP_PANIC:
+        log_err("exec: the guest kernel panicked");
+        return EXIT_VMM_ERROR;
+    case STOP_CRASH:
+        log_err("exec: KVM could not go on running the guest");
+        return EXIT_VMM_ERROR;
+    case STOP_SIGNAL:
+        return code;
+    default:
+        return code == 0 ? EXIT_VMM_ERROR : code;
+    }
+}
+
+int ember_exec(struct exec_config *x, const struct timespec *start)
+{
+    struct vm_config *cfg = &x->vm;
+    struct exec_io io = {.in_fd = STDIN_FILENO, .stop_reason = STOP_NONE, .guest_status = -1};
+    struct spec spec = {0};
+    char image[PATH_MAX] = "", jaildir[PATH_MAX] = "";
+    int code = EXIT_VMM_ERROR;
+
+    default_images(cfg);
+    cfg->console = CONSOLE_KIND_NONE; /* kernel messages stay out of CMD's streams */
+    cfg->cmdline = "ember.exec=1";
+    cfg->on_reboot = ON_REBOOT_EXIT;
+    cfg->exec = &io;
+    if (build_spec(x, &spec))
+        goto out;
+    io.spec = spec.buf;
+    io.spec_len = spec.len;
+    io.timeout_s = x->timeout_s;
+    if (x->timeout_s) {
+        io.deadline = *start;
+        io.deadline.tv_sec += x->timeout_s;
+    }
+    if (x->rootfs && add_disk(cfg, x->rootfs, "ember-root")) {
+        code = EXIT_USAGE;
+        goto out;
+    }
+    if (x->nr_copy_in) {
+        if (copyin_pack(x->copy_in, x->nr_copy_in, image, sizeof(image))) {
+            image[0] = '\0';
+            code = EXIT_USAGE;
+            goto out;
+        }
+        if (add_disk(cfg, image, "ember-copyin"))
+            goto out;
+    }
+    if (x->net_user && parse_net("user", &cfg->net[cfg->nr_nets++]))
+        goto out;
+    if (choose_jail(x, jaildir, sizeof(jaildir))) {
+        code = EXIT_USAGE;
+        goto out;
+    }
+    io.out_fd = open_stream(STDOUT_FILENO, "stdout");
+    io.err_fd = open_stream(STDERR_FILENO, "stderr");
+    code = ember_run(cfg, start);
+    if (io.out_fd >= 0)
+        close(io.out_fd);
+    if (io.err_fd >= 0)
+        close(io.err_fd);
+out:
+    if (image[0])
+        unlink(image);
+    if (jaildir[0])
+        rmdir(jaildir);
+    free(spec.buf);
+    return code;
+}
