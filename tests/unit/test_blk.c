@@ -1,5 +1,6 @@
 /* Unit tests for virtio-blk, driven through the virtio-mmio bus without KVM, on a temp file. */
 #include "check.h"
+#include "fake_vm.h"
 #include "layout.h"
 #include "virtio.h"
 #include "virtio_devices.h"
@@ -16,27 +17,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#define R_DEV_FEAT     0x010
-#define R_DEV_FEAT_SEL 0x014
-#define R_DRV_FEAT     0x020
-#define R_DRV_FEAT_SEL 0x024
-#define R_QUEUE_SEL    0x030
-#define R_QUEUE_MAX    0x034
-#define R_QUEUE_NUM    0x038
-#define R_QUEUE_READY  0x044
-#define R_NOTIFY       0x050
-#define R_STATUS       0x070
-#define R_DESC_LO      0x080
-#define R_DRIVER_LO    0x090
-#define R_DEVICE_LO    0x0a0
-#define R_CONFIG       0x100
-
-#define S_ACK 1
-#define S_DRV 2
-#define S_DOK 4
-#define S_FOK 8
-#define S_NR  64
 
 #define F_SEG_MAX   (1ULL << 2)
 #define F_RO        (1ULL << 5)
@@ -77,118 +57,72 @@ struct seg {
     bool write;
 };
 
-static struct vm vm;
-static struct loop loop;
+static struct fake_vm fv;
 static struct virtio_dev dev, rodev, syncdev;
 static struct virtio_dev *cur;
 static char disk_path[64];
 static int disk_fd = -1;
-static uint16_t avail_shadow, used_seen, next_desc;
+static struct fake_queue gq; /* the queue of `cur` */
+static uint16_t used_seen;
 static uint32_t last_used_len;
 
 /* ---- driver side ---- */
 
 static uint32_t rd(uint64_t off)
 {
-    uint32_t v = 0;
-
-    CHECK_EQ(bus_read(&vm.mmio, cur->mmio_base + off, (uint8_t *)&v, 4), 0);
-    return v;
+    return fake_rd(&fv, cur->mmio_base, off);
 }
 
 static void wr(uint64_t off, uint32_t v)
 {
-    CHECK_EQ(bus_write(&vm.mmio, cur->mmio_base + off, (const uint8_t *)&v, 4), 0);
+    fake_wr(&fv, cur->mmio_base, off, v);
 }
 
 static uint64_t rd_config(uint32_t off, uint32_t len)
 {
-    uint64_t v = 0;
-
-    if (len == 8) {
-        v = rd_config(off, 4);
-        return v | rd_config(off + 4, 4) << 32;
-    }
-    CHECK_EQ(bus_read(&vm.mmio, cur->mmio_base + R_CONFIG + off, (uint8_t *)&v, len), 0);
-    return v;
+    if (len == 8)
+        return rd_config(off, 4) | rd_config(off + 4, 4) << 32;
+    return fake_rdn(&fv, cur->mmio_base, R_CONFIG + off, len);
 }
 
 static uint64_t offered(void)
 {
-    uint64_t f;
-
-    wr(R_DEV_FEAT_SEL, 0);
-    f = rd(R_DEV_FEAT);
-    wr(R_DEV_FEAT_SEL, 1);
-    return f | (uint64_t)rd(R_DEV_FEAT) << 32;
+    return fake_offered(&fv, cur->mmio_base);
 }
 
 /* Reset the device and bring it up with `features` and one 256-entry queue. */
 static void driver_up(struct virtio_dev *d, uint64_t features)
 {
     cur = d;
-    wr(R_STATUS, 0);
-    memset(guest_ptr(&vm.mem, DESC_GPA, 0x30000), 0, 0x30000);
-    avail_shadow = used_seen = next_desc = 0;
-    wr(R_STATUS, S_ACK | S_DRV);
-    wr(R_DRV_FEAT_SEL, 0);
-    wr(R_DRV_FEAT, (uint32_t)features);
-    wr(R_DRV_FEAT_SEL, 1);
-    wr(R_DRV_FEAT, (uint32_t)(features >> 32));
-    wr(R_STATUS, S_ACK | S_DRV | S_FOK);
-    CHECK_EQ(rd(R_STATUS), S_ACK | S_DRV | S_FOK);
+    used_seen = 0;
+    CHECK_EQ(fake_negotiate(&fv, d->mmio_base, features), S_ACK | S_DRV | S_FOK);
     wr(R_QUEUE_SEL, 0);
     CHECK_EQ(rd(R_QUEUE_MAX), QSIZE);
-    wr(R_QUEUE_NUM, QSIZE);
-    wr(R_DESC_LO, (uint32_t)DESC_GPA);
-    wr(R_DRIVER_LO, (uint32_t)AVAIL_GPA);
-    wr(R_DEVICE_LO, (uint32_t)USED_GPA);
-    wr(R_QUEUE_READY, 1);
-    wr(R_STATUS, S_ACK | S_DRV | S_FOK | S_DOK);
-    CHECK_EQ(rd(R_STATUS), S_ACK | S_DRV | S_FOK | S_DOK);
-}
-
-static void put_desc(uint16_t i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
-{
-    uint8_t d[16];
-
-    memcpy(d, &addr, 8);
-    memcpy(d + 8, &len, 4);
-    memcpy(d + 12, &flags, 2);
-    memcpy(d + 14, &next, 2);
-    CHECK_EQ(guest_write(&vm.mem, DESC_GPA + 16ULL * i, d, sizeof(d)), 0);
+    CHECK_EQ(fake_queue_setup(&gq, &fv, d->mmio_base, 0, QSIZE, DESC_GPA, AVAIL_GPA, USED_GPA), 1);
+    wr(R_STATUS, S_DRIVER_UP);
+    CHECK_EQ(rd(R_STATUS), S_DRIVER_UP);
 }
 
 /* Write a chain into the descriptor table and the avail ring (not published yet). */
 static uint16_t add_chain(const struct seg *s, int n)
 {
-    uint16_t head = next_desc;
+    struct fake_buf b[256];
 
-    for (int i = 0; i < n; i++) {
-        uint16_t idx = (uint16_t)((head + i) % QSIZE), nxt = (uint16_t)((head + i + 1) % QSIZE);
-        uint16_t flags = (uint16_t)((s[i].write ? 2 : 0) | (i + 1 < n ? 1 : 0));
-
-        put_desc(idx, s[i].gpa, s[i].len, flags, nxt);
-    }
-    next_desc = (uint16_t)((head + n) % QSIZE);
-    CHECK_EQ(guest_write(&vm.mem, AVAIL_GPA + 4 + 2ULL * (avail_shadow % QSIZE), &head, 2), 0);
-    avail_shadow++;
-    return head;
+    for (int i = 0; i < n && i < 256; i++)
+        b[i] = (struct fake_buf){s[i].gpa, s[i].len, s[i].write ? F_WRITE : 0};
+    return fake_queue_add(&gq, b, n);
 }
 
 static uint16_t used_idx(void)
 {
-    uint16_t v = 0;
-
-    CHECK_EQ(guest_read(&vm.mem, USED_GPA + 2, &v, 2), 0);
-    return v;
+    return fake_used_idx(&gq);
 }
 
 static void kick(void)
 {
-    CHECK_EQ(guest_write(&vm.mem, AVAIL_GPA + 2, &avail_shadow, 2), 0);
+    fake_queue_publish(&gq);
     if (cur->loop) {
-        wr(R_NOTIFY, 0);
+        fake_queue_kick(&gq);
         return;
     }
     /* The synchronous device has no loop: play the kick handler's part. */
@@ -204,11 +138,11 @@ static bool wait_used(uint16_t n)
     uint16_t target = (uint16_t)(used_seen + n);
 
     for (int i = 0; i < 500 && used_idx() != target; i++)
-        CHECK_EQ(loop_run_once(&loop, 10), 0);
+        CHECK_EQ(loop_run_once(&fv.loop, 10), 0);
     if (used_idx() != target)
         return false;
-    CHECK_EQ(guest_read(&vm.mem, USED_GPA + 4 + 8ULL * ((target - 1) % QSIZE) + 4, &last_used_len,
-                        4),
+    CHECK_EQ(guest_read(&fv.vm.mem, USED_GPA + 4 + 8ULL * ((target - 1) % QSIZE) + 4,
+                        &last_used_len, 4),
              0);
     used_seen = target;
     return true;
@@ -218,7 +152,7 @@ static bool wait_used(uint16_t n)
 static bool nothing_used(void)
 {
     for (int i = 0; i < 10; i++)
-        CHECK_EQ(loop_run_once(&loop, 5), 0);
+        CHECK_EQ(loop_run_once(&fv.loop, 5), 0);
     return used_idx() == used_seen;
 }
 
@@ -226,7 +160,7 @@ static int status_at(int i)
 {
     uint8_t st = 0xee;
 
-    CHECK_EQ(guest_read(&vm.mem, STATUS_GPA + (uint64_t)i, &st, 1), 0);
+    CHECK_EQ(guest_read(&fv.vm.mem, STATUS_GPA + (uint64_t)i, &st, 1), 0);
     return st;
 }
 
@@ -237,8 +171,8 @@ static void put_header(int i, uint32_t type, uint64_t sector)
 
     memcpy(h, &type, 4);
     memcpy(h + 8, &sector, 8);
-    CHECK_EQ(guest_write(&vm.mem, HDR_GPA + 16ULL * i, h, sizeof(h)), 0);
-    CHECK_EQ(guest_write(&vm.mem, STATUS_GPA + (uint64_t)i, &poison, 1), 0);
+    CHECK_EQ(guest_write(&fv.vm.mem, HDR_GPA + 16ULL * i, h, sizeof(h)), 0);
+    CHECK_EQ(guest_write(&fv.vm.mem, STATUS_GPA + (uint64_t)i, &poison, 1), 0);
 }
 
 /* One request: header, the data segments, a status byte; returns the status (-1: no reply). */
@@ -273,13 +207,13 @@ static int dwz(uint32_t type, uint64_t sector, uint32_t num, uint32_t flags)
     memcpy(b, &sector, 8);
     memcpy(b + 8, &num, 4);
     memcpy(b + 12, &flags, 4);
-    CHECK_EQ(guest_write(&vm.mem, SEG_GPA, b, sizeof(b)), 0);
+    CHECK_EQ(guest_write(&fv.vm.mem, SEG_GPA, b, sizeof(b)), 0);
     return request(type, 0, &s, 1);
 }
 
 static void fill(uint64_t gpa, size_t len, uint8_t seed)
 {
-    uint8_t *p = guest_ptr(&vm.mem, gpa, len);
+    uint8_t *p = guest_ptr(&fv.vm.mem, gpa, len);
 
     for (size_t i = 0; i < len; i++)
         p[i] = (uint8_t)(seed + i * 7 + i / 512);
@@ -289,7 +223,7 @@ static bool file_equals(uint64_t sector, uint64_t gpa, size_t len)
 {
     uint8_t *buf = malloc(len);
     bool same = buf && pread(disk_fd, buf, len, (off_t)(sector * 512)) == (ssize_t)len &&
-                memcmp(buf, guest_ptr(&vm.mem, gpa, len), len) == 0;
+                memcmp(buf, guest_ptr(&fv.vm.mem, gpa, len), len) == 0;
 
     free(buf);
     return same;
@@ -316,23 +250,23 @@ static void test_create_errors(void)
     int fd;
 
     snprintf(c.path, sizeof(c.path), "/nonexistent/ember-disk");
-    CHECK_EQ(virtio_blk_create(&d, &c, &loop), -ENOENT);
+    CHECK_EQ(virtio_blk_create(&d, &c, &fv.loop), -ENOENT);
     snprintf(c.path, sizeof(c.path), "/tmp");
-    CHECK(virtio_blk_create(&d, &c, &loop) < 0);
+    CHECK(virtio_blk_create(&d, &c, &fv.loop) < 0);
     c.readonly = 1;
-    CHECK_EQ(virtio_blk_create(&d, &c, &loop), -EINVAL); /* a directory */
+    CHECK_EQ(virtio_blk_create(&d, &c, &fv.loop), -EINVAL); /* a directory */
     snprintf(c.path, sizeof(c.path), "/dev/null");
-    CHECK_EQ(virtio_blk_create(&d, &c, &loop), -EINVAL); /* a character device */
+    CHECK_EQ(virtio_blk_create(&d, &c, &fv.loop), -EINVAL); /* a character device */
 
     snprintf(path, sizeof(path), "/tmp/ember-test-blk-odd-XXXXXX");
     fd = mkstemp(path);
     CHECK(fd >= 0);
     snprintf(c.path, sizeof(c.path), "%s", path);
-    CHECK_EQ(virtio_blk_create(&d, &c, &loop), -EINVAL); /* empty */
+    CHECK_EQ(virtio_blk_create(&d, &c, &fv.loop), -EINVAL); /* empty */
     CHECK_EQ(ftruncate(fd, 1000), 0);
-    CHECK_EQ(virtio_blk_create(&d, &c, &loop), -EINVAL); /* not a multiple of 512 */
+    CHECK_EQ(virtio_blk_create(&d, &c, &fv.loop), -EINVAL); /* not a multiple of 512 */
     CHECK_EQ(ftruncate(fd, 1024), 0);
-    CHECK_EQ(virtio_blk_create(&d, &c, &loop), 0);
+    CHECK_EQ(virtio_blk_create(&d, &c, &fv.loop), 0);
     d.ops->destroy(&d);
     close(fd);
     unlink(path);
@@ -386,13 +320,13 @@ static void test_read_write(struct virtio_dev *d)
     CHECK(file_equals(10, DATA_GPA, 1536));
     CHECK(file_equals(13, DATA_GPA + 0x10000, 2560));
 
-    memset(guest_ptr(&vm.mem, BACK_GPA, 4096), 0, 4096);
+    memset(guest_ptr(&fv.vm.mem, BACK_GPA, 4096), 0, 4096);
     CHECK_EQ(request(T_IN, 10, back, 2), ST_OK);
     CHECK_EQ(last_used_len, 4097);
-    CHECK(memcmp(guest_ptr(&vm.mem, BACK_GPA, 1536), guest_ptr(&vm.mem, DATA_GPA, 1536), 1536) ==
-          0);
-    CHECK(memcmp(guest_ptr(&vm.mem, BACK_GPA + 1536, 2560),
-                 guest_ptr(&vm.mem, DATA_GPA + 0x10000, 2560), 2560) == 0);
+    CHECK(memcmp(guest_ptr(&fv.vm.mem, BACK_GPA, 1536), guest_ptr(&fv.vm.mem, DATA_GPA, 1536),
+                 1536) == 0);
+    CHECK(memcmp(guest_ptr(&fv.vm.mem, BACK_GPA + 1536, 2560),
+                 guest_ptr(&fv.vm.mem, DATA_GPA + 0x10000, 2560), 2560) == 0);
 
     /* The last sector, and a zero-length read. */
     fill(DATA_GPA, 512, 9);
@@ -410,9 +344,9 @@ static void test_read_write(struct virtio_dev *d)
         add_chain(s, 2);
         kick();
         CHECK(wait_used(1));
-        CHECK(memcmp(guest_ptr(&vm.mem, BACK_GPA, 512), guest_ptr(&vm.mem, DATA_GPA, 512), 512) ==
-              0);
-        CHECK_EQ(guest_read(&vm.mem, BACK_GPA + 512, &st, 1), 0);
+        CHECK(memcmp(guest_ptr(&fv.vm.mem, BACK_GPA, 512), guest_ptr(&fv.vm.mem, DATA_GPA, 512),
+                     512) == 0);
+        CHECK_EQ(guest_read(&fv.vm.mem, BACK_GPA + 512, &st, 1), 0);
         CHECK_EQ(st, ST_OK);
     }
 
@@ -437,10 +371,10 @@ static void test_get_id(void)
     char buf[20];
 
     driver_up(&dev, F_V1 | F_FLUSH);
-    memset(guest_ptr(&vm.mem, BACK_GPA, 20), 'x', 20);
+    memset(guest_ptr(&fv.vm.mem, BACK_GPA, 20), 'x', 20);
     CHECK_EQ(request(T_GET_ID, 0, &id, 1), ST_OK);
     CHECK_EQ(last_used_len, 21);
-    CHECK_EQ(guest_read(&vm.mem, BACK_GPA, buf, 20), 0);
+    CHECK_EQ(guest_read(&fv.vm.mem, BACK_GPA, buf, 20), 0);
     CHECK(memcmp(buf, "test-serial\0\0\0\0\0\0\0\0\0", 20) == 0);
 
     /* A shorter buffer gets a prefix; the status byte is never overwritten. */
@@ -452,7 +386,7 @@ static void test_get_id(void)
     driver_up(&rodev, F_V1 | F_RO);
     id.len = 20;
     CHECK_EQ(request(T_GET_ID, 0, &id, 1), ST_OK);
-    CHECK_EQ(guest_read(&vm.mem, BACK_GPA, buf, 20), 0);
+    CHECK_EQ(guest_read(&fv.vm.mem, BACK_GPA, buf, 20), 0);
     CHECK(memcmp(buf, "ember-disk-1\0", 13) == 0);
     wr(R_STATUS, 0);
 }
@@ -487,7 +421,7 @@ static void test_discard_write_zeroes(struct virtio_dev *d)
     {
         struct seg two = {SEG_GPA, 32, false}, half = {SEG_GPA, 8, false}, none = {0, 0, false};
 
-        memset(guest_ptr(&vm.mem, SEG_GPA, 32), 0, 32);
+        memset(guest_ptr(&fv.vm.mem, SEG_GPA, 32), 0, 32);
         CHECK_EQ(request(T_DISCARD, 0, &two, 1), ST_UNSUPP); /* two segments, max is 1 */
         CHECK_EQ(request(T_WZ, 0, &half, 1), ST_IOERR);      /* half a segment */
         CHECK_EQ(request(T_WZ, 0, &none, 0), ST_IOERR);      /* no segment */
@@ -613,7 +547,7 @@ static void test_readonly(void)
     fill(DATA_GPA, 4096, 77);
     CHECK_EQ(rw(T_OUT, 0, DATA_GPA, 4096), ST_IOERR);
     CHECK_EQ(rw(T_IN, 0, BACK_GPA, 4096), ST_OK);
-    CHECK(memcmp(guest_ptr(&vm.mem, BACK_GPA, 4096), before, 4096) == 0);
+    CHECK(memcmp(guest_ptr(&fv.vm.mem, BACK_GPA, 4096), before, 4096) == 0);
     CHECK_EQ(dwz(T_DISCARD, 0, 8, 0), ST_IOERR);
     CHECK_EQ(dwz(T_WZ, 0, 8, 0), ST_IOERR);
     CHECK_EQ(rw(T_FLUSH, 0, 0, 0), ST_OK);
@@ -655,11 +589,11 @@ static void test_batch(void)
         put_header(i, T_IN, 8ULL * i);
         add_chain(s, 3);
     }
-    memset(guest_ptr(&vm.mem, BACK_GPA, 4096ULL * n), 0, 4096ULL * n);
+    memset(guest_ptr(&fv.vm.mem, BACK_GPA, 4096ULL * n), 0, 4096ULL * n);
     kick();
     CHECK(wait_used((uint16_t)n));
-    CHECK(memcmp(guest_ptr(&vm.mem, BACK_GPA, 4096ULL * n),
-                 guest_ptr(&vm.mem, DATA_GPA, 4096ULL * n), 4096ULL * n) == 0);
+    CHECK(memcmp(guest_ptr(&fv.vm.mem, BACK_GPA, 4096ULL * n),
+                 guest_ptr(&fv.vm.mem, DATA_GPA, 4096ULL * n), 4096ULL * n) == 0);
 }
 
 /* More chains than request slots (the guest makes heads available again while they are in
@@ -677,7 +611,7 @@ static void test_more_chains_than_slots(void)
             put_header(i, T_FLUSH, 0);
         add_chain(s, 2);
     }
-    CHECK_EQ(guest_write(&vm.mem, AVAIL_GPA + 2, &avail_shadow, 2), 0);
+    fake_queue_publish(&gq);
     pthread_mutex_lock(&dev.lock);
     dev.ops->queue_notify(&dev, &dev.vq[0]); /* all QSIZE slots taken */
     pthread_mutex_unlock(&dev.lock);
@@ -685,10 +619,10 @@ static void test_more_chains_than_slots(void)
     for (int i = 0; i < QSIZE; i++) {
         uint16_t head = (uint16_t)(2 * (i % heads));
 
-        CHECK_EQ(guest_write(&vm.mem, AVAIL_GPA + 4 + 2ULL * (avail_shadow % QSIZE), &head, 2), 0);
-        avail_shadow++;
+        fake_put16(&fv, AVAIL_GPA + 4 + 2ULL * (gq.avail_idx % QSIZE), head);
+        gq.avail_idx++;
     }
-    CHECK_EQ(guest_write(&vm.mem, AVAIL_GPA + 2, &avail_shadow, 2), 0);
+    fake_queue_publish(&gq);
     pthread_mutex_lock(&dev.lock);
     dev.ops->queue_notify(&dev, &dev.vq[0]); /* no slot free: nothing taken */
     pthread_mutex_unlock(&dev.lock);
@@ -713,13 +647,13 @@ static void test_reset_in_flight(void)
         put_header(i, i % 4 == 3 ? T_FLUSH : T_OUT, 128ULL * (i % 16));
         add_chain(i % 4 == 3 ? (struct seg[]){s[0], s[2]} : s, i % 4 == 3 ? 2 : 3);
     }
-    CHECK_EQ(guest_write(&vm.mem, AVAIL_GPA + 2, &avail_shadow, 2), 0);
+    fake_queue_publish(&gq);
     wr(R_NOTIFY, 0);
-    CHECK_EQ(loop_run_once(&loop, 100), 0); /* the kick: requests submitted */
-    wr(R_STATUS, 0);                        /* reset: waits for them */
-    memset(guest_ptr(&vm.mem, USED_GPA, 4 + 8 * QSIZE + 2), 0, 4 + 8 * QSIZE + 2);
+    CHECK_EQ(loop_run_once(&fv.loop, 100), 0); /* the kick: requests submitted */
+    wr(R_STATUS, 0);                           /* reset: waits for them */
+    memset(guest_ptr(&fv.vm.mem, USED_GPA, 4 + 8 * QSIZE + 2), 0, 4 + 8 * QSIZE + 2);
     for (int i = 0; i < 20; i++)
-        CHECK_EQ(loop_run_once(&loop, 5), 0);
+        CHECK_EQ(loop_run_once(&fv.loop, 5), 0);
     CHECK_EQ(used_idx(), 0);
     /* The device works after the reset. */
     driver_up(&dev, F_V1 | F_FLUSH);
@@ -769,25 +703,21 @@ int main(void)
 {
     struct disk_config rw_cfg = {.id = "test-serial"}, ro_cfg = {.readonly = 1};
 
-    vm.vm_fd = -1;
-    vm.kvm_fd = -1;
-    bus_init(&vm.mmio);
-    CHECK_EQ(guest_mem_init(&vm.mem, 16ULL << 20, 0), 0);
-    CHECK_EQ(loop_init(&loop), 0);
+    fake_vm_init(&fv, 16ULL << 20);
     CHECK_EQ(make_disk(), 0);
     snprintf(rw_cfg.path, sizeof(rw_cfg.path), "%s", disk_path);
     snprintf(ro_cfg.path, sizeof(ro_cfg.path), "%s", disk_path);
 
     test_create_errors();
-    CHECK_EQ(virtio_blk_create(&dev, &rw_cfg, &loop), 0);
-    CHECK_EQ(virtio_mmio_init(&dev, &vm, &loop, VIRTIO_MMIO_BASE, VIRTIO_IRQ_FIRST), 0);
-    CHECK_EQ(virtio_blk_create(&rodev, &ro_cfg, &loop), 0);
-    CHECK_EQ(virtio_mmio_init(&rodev, &vm, &loop, VIRTIO_MMIO_BASE + VIRTIO_MMIO_SIZE,
+    CHECK_EQ(virtio_blk_create(&dev, &rw_cfg, &fv.loop), 0);
+    CHECK_EQ(virtio_mmio_init(&dev, &fv.vm, &fv.loop, VIRTIO_MMIO_BASE, VIRTIO_IRQ_FIRST), 0);
+    CHECK_EQ(virtio_blk_create(&rodev, &ro_cfg, &fv.loop), 0);
+    CHECK_EQ(virtio_mmio_init(&rodev, &fv.vm, &fv.loop, VIRTIO_MMIO_BASE + VIRTIO_MMIO_SIZE,
                               VIRTIO_IRQ_FIRST + 1),
              0);
     /* No loop: the same device with synchronous I/O. */
     CHECK_EQ(virtio_blk_create(&syncdev, &rw_cfg, NULL), 0);
-    CHECK_EQ(virtio_mmio_init(&syncdev, &vm, NULL, VIRTIO_MMIO_BASE + 2 * VIRTIO_MMIO_SIZE,
+    CHECK_EQ(virtio_mmio_init(&syncdev, &fv.vm, NULL, VIRTIO_MMIO_BASE + 2 * VIRTIO_MMIO_SIZE,
                               VIRTIO_IRQ_FIRST + 2),
              0);
 
@@ -807,8 +737,7 @@ int main(void)
     virtio_mmio_destroy(&syncdev);
     virtio_mmio_destroy(&rodev);
     virtio_mmio_destroy(&dev);
-    loop_close(&loop);
-    guest_mem_free(&vm.mem);
+    fake_vm_free(&fv);
     close(disk_fd);
     unlink(disk_path);
     return check_done("blk");

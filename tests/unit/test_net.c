@@ -1,5 +1,6 @@
 /* Unit tests for virtio-net without KVM: tx checks, rx and backpressure, slirp, TAP flag errors. */
 #include "check.h"
+#include "fake_vm.h"
 #include "layout.h"
 #include "net_backend.h"
 #include "virtio.h"
@@ -16,28 +17,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define R_DEVICE_ID    0x008
-#define R_DEV_FEAT     0x010
-#define R_DEV_FEAT_SEL 0x014
-#define R_DRV_FEAT     0x020
-#define R_DRV_FEAT_SEL 0x024
-#define R_QUEUE_SEL    0x030
-#define R_QUEUE_MAX    0x034
-#define R_QUEUE_NUM    0x038
-#define R_QUEUE_READY  0x044
-#define R_NOTIFY       0x050
-#define R_STATUS       0x070
-#define R_DESC_LO      0x080
-#define R_DRIVER_LO    0x090
-#define R_DEVICE_LO    0x0a0
-#define R_CONFIG       0x100
-
-#define S_ACK 1
-#define S_DRV 2
-#define S_DOK 4
-#define S_FOK 8
-#define S_NR  64
-
 #define QSIZE     16
 #define RX_BUFS   0x100000ULL /* QSIZE buffers of 128 KiB */
 #define RX_STRIDE 0x20000ULL
@@ -47,20 +26,12 @@
 
 #define F(name) BIT(VIRTIO_NET_F_##name)
 
-static struct vm vm;
-static struct loop loop;
-
-/* The driver's view of one queue. */
-struct drvq {
-    int index;
-    uint64_t desc, avail, used;
-    uint16_t avail_idx, next_desc;
-};
+static struct fake_vm fv;
 
 struct dev_under_test {
     struct virtio_dev dev;
     uint64_t base;
-    struct drvq rx, tx;
+    struct fake_queue rx, tx;
 };
 
 /* ---- a fake pull backend: frames come from a datagram socket pair, sent ones are kept ---- */
@@ -140,98 +111,52 @@ static struct net_be *fake_open(bool vnet_hdr)
 
 static uint32_t rd(struct dev_under_test *t, uint64_t off)
 {
-    uint32_t v = 0;
-
-    CHECK_EQ(bus_read(&vm.mmio, t->base + off, (uint8_t *)&v, 4), 0);
-    return v;
+    return fake_rd(&fv, t->base, off);
 }
 
 static void wr(struct dev_under_test *t, uint64_t off, uint32_t v)
 {
-    CHECK_EQ(bus_write(&vm.mmio, t->base + off, (const uint8_t *)&v, 4), 0);
+    fake_wr(&fv, t->base, off, v);
 }
 
 static void run_loop(int n, int timeout_ms)
 {
-    for (int i = 0; i < n; i++)
-        CHECK_EQ(loop_run_once(&loop, timeout_ms), 0);
+    CHECK_EQ(fake_vm_run(&fv, n, timeout_ms), 0);
 }
 
-static void setup_queue(struct dev_under_test *t, struct drvq *q, int index, uint64_t rings)
+static void setup_queue(struct dev_under_test *t, struct fake_queue *q, int index, uint64_t rings)
 {
-    memset(guest_ptr(&vm.mem, rings, 0x3000), 0, 0x3000);
-    *q = (struct drvq){index, rings, rings + 0x1000, rings + 0x2000, 0, 0};
     wr(t, R_QUEUE_SEL, (uint32_t)index);
     CHECK_EQ(rd(t, R_QUEUE_MAX), 256);
-    wr(t, R_QUEUE_NUM, QSIZE);
-    wr(t, R_DESC_LO, (uint32_t)q->desc);
-    wr(t, R_DRIVER_LO, (uint32_t)q->avail);
-    wr(t, R_DEVICE_LO, (uint32_t)q->used);
-    wr(t, R_QUEUE_READY, 1);
-    CHECK_EQ(rd(t, R_QUEUE_READY), 1);
+    CHECK_EQ(fake_queue_setup(q, &fv, t->base, index, QSIZE, rings, rings + 0x1000, rings + 0x2000),
+             1);
 }
 
 static void driver_up(struct dev_under_test *t, uint64_t features)
 {
-    wr(t, R_STATUS, 0);
-    wr(t, R_STATUS, S_ACK | S_DRV);
-    wr(t, R_DRV_FEAT_SEL, 0);
-    wr(t, R_DRV_FEAT, (uint32_t)features);
-    wr(t, R_DRV_FEAT_SEL, 1);
-    wr(t, R_DRV_FEAT, (uint32_t)(features >> 32));
-    wr(t, R_STATUS, S_ACK | S_DRV | S_FOK);
-    CHECK_EQ(rd(t, R_STATUS), S_ACK | S_DRV | S_FOK);
+    CHECK_EQ(fake_negotiate(&fv, t->base, features), S_ACK | S_DRV | S_FOK);
     setup_queue(t, &t->rx, 0, 0x10000 + (t->base - VIRTIO_MMIO_BASE) * 16);
     setup_queue(t, &t->tx, 1, 0x18000 + (t->base - VIRTIO_MMIO_BASE) * 16);
-    wr(t, R_STATUS, S_ACK | S_DRV | S_FOK | S_DOK);
+    wr(t, R_STATUS, S_DRIVER_UP);
     run_loop(2, 0);
 }
 
-struct buf {
-    uint64_t gpa;
-    uint32_t len;
-    bool write;
-};
-
 /* Make a chain of n buffers available and notify the device. */
-static void post(struct dev_under_test *t, struct drvq *q, const struct buf *b, int n)
+static void post(struct fake_queue *q, const struct fake_buf *b, int n)
 {
-    uint16_t head = q->next_desc;
-
-    for (int i = 0; i < n; i++) {
-        uint16_t idx = (uint16_t)((head + i) % QSIZE);
-        uint16_t flags = (uint16_t)((i + 1 < n ? 1 : 0) | (b[i].write ? 2 : 0));
-        uint16_t next = (uint16_t)((idx + 1) % QSIZE);
-        uint8_t d[16];
-
-        memcpy(d, &b[i].gpa, 8);
-        memcpy(d + 8, &b[i].len, 4);
-        memcpy(d + 12, &flags, 2);
-        memcpy(d + 14, &next, 2);
-        CHECK_EQ(guest_write(&vm.mem, q->desc + 16ULL * idx, d, 16), 0);
-    }
-    q->next_desc = (uint16_t)((head + n) % QSIZE);
-    CHECK_EQ(guest_write(&vm.mem, q->avail + 4 + 2ULL * (q->avail_idx % QSIZE), &head, 2), 0);
-    q->avail_idx++;
-    CHECK_EQ(guest_write(&vm.mem, q->avail + 2, &q->avail_idx, 2), 0);
-    wr(t, R_NOTIFY, (uint32_t)q->index);
+    fake_queue_post(q, b, n);
+    fake_queue_kick(q);
 }
 
-static uint16_t used_idx(const struct drvq *q)
+static uint16_t used_idx(const struct fake_queue *q)
 {
-    uint16_t v = 0;
-
-    CHECK_EQ(guest_read(&vm.mem, q->used + 2, &v, 2), 0);
-    return v;
+    return fake_used_idx(q);
 }
 
 /* Length the device wrote into used entry i. */
-static uint32_t used_len(const struct drvq *q, uint16_t i)
+static uint32_t used_len(const struct fake_queue *q, uint16_t i)
 {
-    uint32_t v = 0;
-
-    CHECK_EQ(guest_read(&vm.mem, q->used + 4 + 8ULL * (i % QSIZE) + 4, &v, 4), 0);
-    return v;
+    return fake_used_len(q, i);
 }
 
 static struct virtio_net_stats stats(struct dev_under_test *t)
@@ -245,29 +170,28 @@ static struct virtio_net_stats stats(struct dev_under_test *t)
 /* Transmit header + frame of len bytes (filled with a pattern) as two descriptors. */
 static void tx(struct dev_under_test *t, const struct virtio_net_hdr_v1 *h, size_t len)
 {
-    uint8_t *p = guest_ptr(&vm.mem, TX_DATA, NET_HDR_LEN + len);
-    struct buf b[2] = {{TX_DATA, NET_HDR_LEN, false},
-                       {TX_DATA + NET_HDR_LEN, (uint32_t)len, false}};
+    uint8_t *p = guest_ptr(&fv.vm.mem, TX_DATA, NET_HDR_LEN + len);
+    struct fake_buf b[2] = {{TX_DATA, NET_HDR_LEN, 0}, {TX_DATA + NET_HDR_LEN, (uint32_t)len, 0}};
 
     CHECK(p != NULL);
     memcpy(p, h, NET_HDR_LEN);
     for (size_t i = 0; i < len; i++)
         p[NET_HDR_LEN + i] = (uint8_t)(i * 7 + 1);
-    post(t, &t->tx, b, len ? 2 : 1);
+    post(&t->tx, b, len ? 2 : 1);
     run_loop(2, 0);
 }
 
 static void post_rx(struct dev_under_test *t, int slot, uint32_t len)
 {
-    struct buf b = {RX_BUFS + RX_STRIDE * (uint64_t)slot, len, true};
+    struct fake_buf b = {RX_BUFS + RX_STRIDE * (uint64_t)slot, len, F_WRITE};
 
-    memset(guest_ptr(&vm.mem, b.gpa, len), 0xee, len);
-    post(t, &t->rx, &b, 1);
+    memset(guest_ptr(&fv.vm.mem, b.gpa, len), 0xee, len);
+    post(&t->rx, &b, 1);
 }
 
 static void *rx_buf(int slot)
 {
-    return guest_ptr(&vm.mem, RX_BUFS + RX_STRIDE * (uint64_t)slot, RX_STRIDE);
+    return guest_ptr(&fv.vm.mem, RX_BUFS + RX_STRIDE * (uint64_t)slot, RX_STRIDE);
 }
 
 static void peer_send(const struct virtio_net_hdr_v1 *h, size_t len, uint8_t seed)
@@ -293,8 +217,8 @@ static void create_fake(struct dev_under_test *t, uint64_t base, bool vnet_hdr)
     static const uint8_t mac[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
 
     t->base = base;
-    CHECK_EQ(virtio_net_create_with(&t->dev, fake_open(vnet_hdr), mac, &loop), 0);
-    CHECK_EQ(virtio_mmio_init(&t->dev, &vm, &loop, base, VIRTIO_IRQ_FIRST), 0);
+    CHECK_EQ(virtio_net_create_with(&t->dev, fake_open(vnet_hdr), mac, &fv.loop), 0);
+    CHECK_EQ(virtio_mmio_init(&t->dev, &fv.vm, &fv.loop, base, VIRTIO_IRQ_FIRST), 0);
 }
 
 /* ---- tests ---- */
@@ -308,7 +232,7 @@ static void test_identity(struct dev_under_test *t)
     CHECK_EQ(rd(t, R_DEV_FEAT) & (F(MAC) | F(STATUS) | F(CSUM) | F(GUEST_TSO4) | F(MRG_RXBUF)),
              F(MAC) | F(STATUS) | F(CSUM) | F(GUEST_TSO4));
     for (int i = 0; i < 8; i++)
-        CHECK_EQ(bus_read(&vm.mmio, t->base + R_CONFIG + (uint64_t)i, cfg + i, 1), 0);
+        CHECK_EQ(bus_read(&fv.vm.mmio, t->base + R_CONFIG + (uint64_t)i, cfg + i, 1), 0);
     CHECK_EQ(cfg[0], 0x52);
     CHECK_EQ(cfg[5], 0x56);
     CHECK_EQ(cfg[6] | cfg[7] << 8, VIRTIO_NET_S_LINK_UP);
@@ -366,7 +290,7 @@ static void test_tx_malformed(struct dev_under_test *t)
 {
     const uint8_t csum = VIRTIO_NET_HDR_F_NEEDS_CSUM;
     struct virtio_net_hdr_v1 h;
-    struct buf b[2];
+    struct fake_buf b[2];
 
     tx_bad(t, &(struct virtio_net_hdr_v1){.gso_type = 2}, 60);
     tx_bad(t, &(struct virtio_net_hdr_v1){.gso_type = 200}, 60);
@@ -399,12 +323,12 @@ static void test_tx_malformed(struct dev_under_test *t)
     tx_bad(t, &h, NET_MAX_FRAME + 1);
     tx_bad(t, &h, 1 << 20);
     /* A header shorter than 12 bytes, and a chain with a writable buffer. */
-    b[0] = (struct buf){TX_DATA, 8, false};
-    post(t, &t->tx, b, 1);
+    b[0] = (struct fake_buf){TX_DATA, 8, 0};
+    post(&t->tx, b, 1);
     run_loop(1, 0);
-    b[0] = (struct buf){TX_DATA, 12, false};
-    b[1] = (struct buf){TX_DATA + 12, 100, true};
-    post(t, &t->tx, b, 2);
+    b[0] = (struct fake_buf){TX_DATA, 12, 0};
+    b[1] = (struct fake_buf){TX_DATA + 12, 100, F_WRITE};
+    post(&t->tx, b, 2);
     run_loop(1, 0);
     CHECK(!t->dev.broken);
     CHECK_EQ(fake.nsent, 5);
@@ -499,10 +423,10 @@ static void test_rx_backpressure(struct dev_under_test *t)
 
 static void test_broken_and_reset(struct dev_under_test *t)
 {
-    struct buf b = {0x7ffff000ULL, 64, false}; /* outside the 16 MiB of RAM */
+    struct fake_buf b = {0x7ffff000ULL, 64, 0}; /* outside the 16 MiB of RAM */
     struct virtio_net_hdr_v1 h = {0};
 
-    post(t, &t->tx, &b, 1);
+    post(&t->tx, &b, 1);
     run_loop(2, 0);
     CHECK(t->dev.broken);
     CHECK(rd(t, R_STATUS) & S_NR);
@@ -584,11 +508,11 @@ static bool is_arp_reply_from_host(const uint8_t *f)
 
 static void tx_arp(struct dev_under_test *t)
 {
-    uint8_t *p = guest_ptr(&vm.mem, TX_DATA, 128);
-    struct buf b = {TX_DATA, (uint32_t)(NET_HDR_LEN + arp_request(p + NET_HDR_LEN)), false};
+    uint8_t *p = guest_ptr(&fv.vm.mem, TX_DATA, 128);
+    struct fake_buf b = {TX_DATA, (uint32_t)(NET_HDR_LEN + arp_request(p + NET_HDR_LEN)), 0};
 
     memset(p, 0, NET_HDR_LEN);
-    post(t, &t->tx, &b, 1);
+    post(&t->tx, &b, 1);
     run_loop(3, 0);
 }
 
@@ -619,8 +543,8 @@ static void test_slirp(void)
                                   .host_port = (uint16_t)free_port(),
                                   .guest_port = 80};
     t.base = VIRTIO_MMIO_BASE + 2 * VIRTIO_MMIO_SIZE;
-    CHECK_EQ(virtio_net_create(&t.dev, &cfg, &loop), 0);
-    CHECK_EQ(virtio_mmio_init(&t.dev, &vm, &loop, t.base, VIRTIO_IRQ_FIRST + 2), 0);
+    CHECK_EQ(virtio_net_create(&t.dev, &cfg, &fv.loop), 0);
+    CHECK_EQ(virtio_mmio_init(&t.dev, &fv.vm, &fv.loop, t.base, VIRTIO_IRQ_FIRST + 2), 0);
     driver_up(&t, VERSION_1 | F(MAC) | F(STATUS));
 
     /* slirp answers an ARP request for its host address at once. */
@@ -678,11 +602,7 @@ int main(void)
 {
     static struct dev_under_test t;
 
-    vm.vm_fd = -1;
-    vm.kvm_fd = -1;
-    bus_init(&vm.mmio);
-    CHECK_EQ(guest_mem_init(&vm.mem, 16ULL << 20, 0), 0);
-    CHECK_EQ(loop_init(&loop), 0);
+    fake_vm_init(&fv, 16ULL << 20);
 
     create_fake(&t, VIRTIO_MMIO_BASE, true);
     test_identity(&t);
@@ -701,7 +621,6 @@ int main(void)
     test_slirp();
     test_tap_fd_errors();
 
-    loop_close(&loop);
-    guest_mem_free(&vm.mem);
+    fake_vm_free(&fv);
     return check_done("net");
 }

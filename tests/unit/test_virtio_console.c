@@ -1,6 +1,7 @@
 /* Unit tests for virtio-console without KVM: output reaches the ring in order without blocking,
  * input goes only into posted buffers, hostile chains. */
 #include "check.h"
+#include "fake_vm.h"
 #include "layout.h"
 #include "virtio_devices.h"
 #include "vm.h"
@@ -17,83 +18,37 @@
 
 #define BASE VIRTIO_MMIO_BASE
 
-#define R_DEVICE_ID   0x008
-#define R_DEV_FEAT    0x010
-#define R_DRV_FEAT    0x020
-#define R_DRV_SEL     0x024
-#define R_QUEUE_SEL   0x030
-#define R_QUEUE_MAX   0x034
-#define R_QUEUE_NUM   0x038
-#define R_QUEUE_READY 0x044
-#define R_NOTIFY      0x050
-#define R_STATUS      0x070
-#define R_DESC_LO     0x080
-#define R_DRIVER_LO   0x090
-#define R_DEVICE_LO   0x0a0
-#define R_CONFIG      0x100
-
-#define S_DRIVER_UP 15 /* ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK */
-#define S_NR        64
-
-#define F_NEXT  1
-#define F_WRITE 2
-
 #define RXQ       0
 #define TXQ       1
 #define QSIZE     256
 #define DATA_GPA  0x100000ULL
 #define DATA_SIZE (4ULL << 20)
 
-/* The guest driver's side of one queue. */
-struct gq {
-    uint64_t desc, avail, used;
-    uint16_t avail_idx, next_desc;
-};
-
-struct gbuf {
-    uint64_t gpa;
-    uint32_t len;
-    uint16_t flags;
-};
-
-static struct vm vm;
-static struct loop loop;
+static struct fake_vm fv;
 static struct virtio_dev dev;
 static struct console con;
-static struct gq gq[2];
+static struct fake_queue gq[2];
 static int out_pipe[2] = {-1, -1}; /* the console's stdout */
 static int in_pipe[2] = {-1, -1};  /* the console's stdin */
 
 static uint32_t rd(uint64_t off, uint32_t len)
 {
-    uint32_t v = 0;
-
-    CHECK_EQ(bus_read(&vm.mmio, BASE + off, (uint8_t *)&v, len), 0);
-    return v;
+    return (uint32_t)fake_rdn(&fv, BASE, off, len);
 }
 
 static void wr(uint64_t off, uint32_t v)
 {
-    CHECK_EQ(bus_write(&vm.mmio, BASE + off, (const uint8_t *)&v, 4), 0);
+    fake_wr(&fv, BASE, off, v);
 }
 
 static void g16(uint64_t gpa, uint16_t v)
 {
-    CHECK_EQ(guest_write(&vm.mem, gpa, &v, 2), 0);
-}
-
-static uint32_t r32(uint64_t gpa)
-{
-    uint32_t v = 0;
-
-    CHECK_EQ(guest_read(&vm.mem, gpa, &v, 4), 0);
-    return v;
+    fake_put16(&fv, gpa, v);
 }
 
 static void run_loop(int n)
 {
-    for (int i = 0; i < n; i++)
-        CHECK_EQ(loop_run_once(&loop, 0), 0);
+    CHECK_EQ(fake_vm_run(&fv, n, 0), 0);
 }
 
 static uint64_t eventfd_count(int fd)
@@ -108,27 +63,12 @@ static uint64_t eventfd_count(int fd)
 /* Reset, negotiate VERSION_1 only, set up both queues at fresh rings, DRIVER_OK. */
 static void driver_up(void)
 {
-    wr(R_STATUS, 0);
-    wr(R_STATUS, 1);
-    wr(R_STATUS, 3);
-    wr(R_DRV_SEL, 1);
-    wr(R_DRV_FEAT, 1);
-    wr(R_DRV_SEL, 0);
-    wr(R_DRV_FEAT, 0);
-    wr(R_STATUS, 11);
+    CHECK_EQ(fake_negotiate(&fv, BASE, FEAT_V1), S_ACK | S_DRV | S_FOK);
     for (int i = 0; i < 2; i++) {
-        struct gq *q = &gq[i];
+        uint64_t desc = 0x10000 + 0x10000ULL * i;
 
-        *q = (struct gq){.desc = 0x10000 + 0x10000ULL * i};
-        q->avail = q->desc + 0x4000;
-        q->used = q->desc + 0x8000;
-        memset(guest_ptr(&vm.mem, q->desc, 0x10000), 0, 0x10000);
-        wr(R_QUEUE_SEL, (uint32_t)i);
-        wr(R_QUEUE_NUM, QSIZE);
-        wr(R_DESC_LO, (uint32_t)q->desc);
-        wr(R_DRIVER_LO, (uint32_t)q->avail);
-        wr(R_DEVICE_LO, (uint32_t)q->used);
-        wr(R_QUEUE_READY, 1);
+        CHECK_EQ(fake_queue_setup(&gq[i], &fv, BASE, i, QSIZE, desc, desc + 0x4000, desc + 0x8000),
+                 1);
     }
     wr(R_STATUS, S_DRIVER_UP);
     CHECK_EQ(rd(R_STATUS, 4), S_DRIVER_UP);
@@ -137,42 +77,20 @@ static void driver_up(void)
 }
 
 /* Make a chain of n buffers available on queue qi (without notifying); returns its head. */
-static uint16_t post(int qi, const struct gbuf *b, int n)
+static uint16_t post(int qi, const struct fake_buf *b, int n)
 {
-    struct gq *q = &gq[qi];
-    uint16_t head = q->next_desc;
-
-    for (int i = 0; i < n; i++) {
-        uint16_t idx = (uint16_t)((q->next_desc + i) % QSIZE);
-        uint16_t next = (uint16_t)((idx + 1) % QSIZE);
-        uint16_t flags = (uint16_t)(b[i].flags | (i + 1 < n ? F_NEXT : 0));
-        uint8_t d[16];
-
-        memcpy(d, &b[i].gpa, 8);
-        memcpy(d + 8, &b[i].len, 4);
-        memcpy(d + 12, &flags, 2);
-        memcpy(d + 14, &next, 2);
-        CHECK_EQ(guest_write(&vm.mem, q->desc + 16ULL * idx, d, 16), 0);
-    }
-    q->next_desc = (uint16_t)((q->next_desc + n) % QSIZE);
-    g16(q->avail + 4 + 2ULL * (q->avail_idx % QSIZE), head);
-    q->avail_idx++;
-    g16(q->avail + 2, q->avail_idx);
-    return head;
+    return fake_queue_post(&gq[qi], b, n);
 }
 
 static uint16_t used_idx(int qi)
 {
-    return (uint16_t)r32(gq[qi].used + 2);
+    return fake_used_idx(&gq[qi]);
 }
 
 /* Used element i of queue qi: id and len. */
 static void used_elem(int qi, uint16_t i, uint32_t *id, uint32_t *len)
 {
-    uint64_t e = gq[qi].used + 4 + 8ULL * (i % QSIZE);
-
-    *id = r32(e);
-    *len = r32(e + 4);
+    fake_used_elem(&gq[qi], i, id, len);
 }
 
 /* The byte at position i of the guest's output stream. */
@@ -215,7 +133,7 @@ static void test_output_in_order(void)
 {
     enum { CHAINS = 80, CHAIN = 3000 };
     size_t total = (size_t)CHAINS * CHAIN, have = 0;
-    uint8_t *data = guest_ptr(&vm.mem, DATA_GPA, total);
+    uint8_t *data = guest_ptr(&fv.vm.mem, DATA_GPA, total);
     uint8_t *out = calloc(1, total + 1);
     int rounds = 0;
 
@@ -224,7 +142,7 @@ static void test_output_in_order(void)
         data[i] = pattern(i);
     for (int c = 0; c < CHAINS; c++) {
         uint64_t at = DATA_GPA + (uint64_t)c * CHAIN;
-        struct gbuf b[3] = {{at, 1000, 0}, {at + 1000, 1500, 0}, {at + 2500, 500, 0}};
+        struct fake_buf b[3] = {{at, 1000, 0}, {at + 1000, 1500, 0}, {at + 2500, 500, 0}};
 
         post(TXQ, b, 3);
     }
@@ -267,10 +185,10 @@ static void test_output_in_order(void)
 /* Writable buffers on the transmit queue are ignored; a reset forgets a half-written chain. */
 static void test_output_odd_chains(void)
 {
-    uint8_t *data = guest_ptr(&vm.mem, DATA_GPA, 1 << 20);
+    uint8_t *data = guest_ptr(&fv.vm.mem, DATA_GPA, 1 << 20);
     uint8_t out[16] = {0};
-    struct gbuf mixed[2] = {{DATA_GPA, 3, 0}, {DATA_GPA + 100, 8, F_WRITE}};
-    struct gbuf big[1] = {{DATA_GPA + 4096, 200000, 0}};
+    struct fake_buf mixed[2] = {{DATA_GPA, 3, 0}, {DATA_GPA + 100, 8, F_WRITE}};
+    struct fake_buf big[1] = {{DATA_GPA + 4096, 200000, 0}};
 
     driver_up();
     memcpy(data, "abc", 3);
@@ -301,7 +219,7 @@ static void test_output_odd_chains(void)
 static void say_hello(void)
 {
     uint8_t out[4];
-    struct gbuf b[1] = {{DATA_GPA + 0x3000, 1, 0}};
+    struct fake_buf b[1] = {{DATA_GPA + 0x3000, 1, 0}};
     uint16_t used = used_idx(TXQ);
 
     post(TXQ, b, 1);
@@ -316,10 +234,10 @@ static void say_hello(void)
  * drops input that comes before), then fills only those buffers. */
 static void test_input(void)
 {
-    uint8_t *data = guest_ptr(&vm.mem, DATA_GPA, 4096);
-    struct gbuf a[2] = {{DATA_GPA, 2, F_WRITE}, {DATA_GPA + 16, 2, F_WRITE}};
-    struct gbuf b[1] = {{DATA_GPA + 64, 16, F_WRITE}};
-    struct gbuf ro[1] = {{DATA_GPA + 128, 16, 0}};
+    uint8_t *data = guest_ptr(&fv.vm.mem, DATA_GPA, 4096);
+    struct fake_buf a[2] = {{DATA_GPA, 2, F_WRITE}, {DATA_GPA + 16, 2, F_WRITE}};
+    struct fake_buf b[1] = {{DATA_GPA + 64, 16, F_WRITE}};
+    struct fake_buf ro[1] = {{DATA_GPA + 128, 16, 0}};
     uint32_t id, len;
     int pending = 0;
 
@@ -394,8 +312,8 @@ static void test_input(void)
 /* Hostile chains mark the device broken; nothing crashes, nothing is written. */
 static void test_hostile(void)
 {
-    struct gbuf outside[1] = {{MMIO_HOLE_START, 64, 0}};
-    struct gbuf wrap[1] = {{UINT64_MAX - 8, 64, F_WRITE}};
+    struct fake_buf outside[1] = {{MMIO_HOLE_START, 64, 0}};
+    struct fake_buf wrap[1] = {{UINT64_MAX - 8, 64, F_WRITE}};
     uint64_t head = con.head;
 
     driver_up();
@@ -433,7 +351,7 @@ static void test_reader_gone(void)
 
     driver_up();
     for (int c = 0; c < CHAINS; c++) {
-        struct gbuf b[1] = {{DATA_GPA + (uint64_t)c * CHAIN, CHAIN, 0}};
+        struct fake_buf b[1] = {{DATA_GPA + (uint64_t)c * CHAIN, CHAIN, 0}};
 
         post(TXQ, b, 1);
     }
@@ -468,15 +386,11 @@ static void setup_console(void)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
-    vm.vm_fd = -1;
-    vm.kvm_fd = -1;
-    bus_init(&vm.mmio);
-    CHECK_EQ(guest_mem_init(&vm.mem, 16ULL << 20, 0), 0);
-    CHECK_EQ(loop_init(&loop), 0);
+    fake_vm_init(&fv, 16ULL << 20);
     setup_console();
 
-    CHECK_EQ(virtio_console_create(&dev, &con, &loop), 0);
-    CHECK_EQ(virtio_mmio_init(&dev, &vm, &loop, BASE, VIRTIO_IRQ_FIRST), 0);
+    CHECK_EQ(virtio_console_create(&dev, &con, &fv.loop), 0);
+    CHECK_EQ(virtio_mmio_init(&dev, &fv.vm, &fv.loop, BASE, VIRTIO_IRQ_FIRST), 0);
     CHECK(con.input && con.input_room && con.output_space);
 
     test_identity();
@@ -493,7 +407,6 @@ int main(void)
     close(con.wake_fd);
     close(in_pipe[0]);
     close(in_pipe[1]);
-    loop_close(&loop);
-    guest_mem_free(&vm.mem);
+    fake_vm_free(&fv);
     return check_done("virtio_console");
 }

@@ -1,5 +1,6 @@
 /* Unit tests for the virtio-mmio register file, driven through the bus without KVM (vm_fd -1). */
 #include "check.h"
+#include "fake_vm.h"
 #include "layout.h"
 #include "virtio.h"
 #include "vm.h"
@@ -11,44 +12,12 @@
 
 #define BASE VIRTIO_MMIO_BASE
 
-#define R_MAGIC        0x000
-#define R_VERSION      0x004
-#define R_DEVICE_ID    0x008
-#define R_VENDOR_ID    0x00c
-#define R_DEV_FEAT     0x010
-#define R_DEV_FEAT_SEL 0x014
-#define R_DRV_FEAT     0x020
-#define R_DRV_FEAT_SEL 0x024
-#define R_QUEUE_SEL    0x030
-#define R_QUEUE_MAX    0x034
-#define R_QUEUE_NUM    0x038
-#define R_QUEUE_READY  0x044
-#define R_NOTIFY       0x050
-#define R_ISR          0x060
-#define R_ISR_ACK      0x064
-#define R_STATUS       0x070
-#define R_DESC_LO      0x080
-#define R_DESC_HI      0x084
-#define R_DRIVER_LO    0x090
-#define R_DEVICE_LO    0x0a0
-#define R_SHM_LEN_LO   0x0b0
-#define R_CONFIG_GEN   0x0fc
-#define R_CONFIG       0x100
-
-#define S_ACK  1
-#define S_DRV  2
-#define S_DOK  4
-#define S_FOK  8
-#define S_NR   64
-#define S_FAIL 128
-
 #define DESC_GPA  0x10000ULL
 #define AVAIL_GPA 0x20000ULL
 #define USED_GPA  0x30000ULL
 #define DATA_GPA  0x100000ULL
 
-static struct vm vm;
-static struct loop loop;
+static struct fake_vm fv;
 static struct virtio_dev dev;
 static uint8_t config[8] = {1, 2, 3, 4, 5, 6, 7, 8};
 static int n_activate, n_reset, n_notify, n_config_write, activate_err;
@@ -106,28 +75,22 @@ static const struct virtio_dev_ops ops = {
 
 static uint32_t rd(uint64_t off)
 {
-    uint32_t v = 0;
-
-    CHECK_EQ(bus_read(&vm.mmio, BASE + off, (uint8_t *)&v, 4), 0);
-    return v;
+    return fake_rd(&fv, BASE, off);
 }
 
 static void wr(uint64_t off, uint32_t v)
 {
-    CHECK_EQ(bus_write(&vm.mmio, BASE + off, (const uint8_t *)&v, 4), 0);
+    fake_wr(&fv, BASE, off, v);
 }
 
 static uint64_t rdn(uint64_t off, uint32_t len)
 {
-    uint64_t v = 0;
-
-    CHECK_EQ(bus_read(&vm.mmio, BASE + off, (uint8_t *)&v, len), 0);
-    return v;
+    return fake_rdn(&fv, BASE, off, len);
 }
 
 static void wrn(uint64_t off, uint64_t v, uint32_t len)
 {
-    CHECK_EQ(bus_write(&vm.mmio, BASE + off, (const uint8_t *)&v, len), 0);
+    fake_wrn(&fv, BASE, off, v, len);
 }
 
 /* Interrupts signalled on the irqfd since the last call. */
@@ -142,8 +105,7 @@ static uint64_t irqs(void)
 
 static void run_loop(void)
 {
-    for (int i = 0; i < 4; i++)
-        CHECK_EQ(loop_run_once(&loop, 0), 0);
+    CHECK_EQ(fake_vm_run(&fv, 4, 0), 0);
 }
 
 static void ack_features(uint64_t f)
@@ -192,9 +154,9 @@ static void post_chain(uint16_t avail_idx, uint16_t next_flag)
     memcpy(d + 16, &b, 8);
     memcpy(d + 24, &lb, 4);
     memcpy(d + 28, &w, 2);
-    CHECK_EQ(guest_write(&vm.mem, DESC_GPA, d, sizeof(d)), 0);
-    CHECK_EQ(guest_write(&vm.mem, AVAIL_GPA + 4 + 2ULL * ((avail_idx - 1) % 8), &zero, 2), 0);
-    CHECK_EQ(guest_write(&vm.mem, AVAIL_GPA + 2, &avail_idx, 2), 0);
+    CHECK_EQ(guest_write(&fv.vm.mem, DESC_GPA, d, sizeof(d)), 0);
+    CHECK_EQ(guest_write(&fv.vm.mem, AVAIL_GPA + 4 + 2ULL * ((avail_idx - 1) % 8), &zero, 2), 0);
+    CHECK_EQ(guest_write(&fv.vm.mem, AVAIL_GPA + 2, &avail_idx, 2), 0);
 }
 
 static void test_identity(void)
@@ -396,7 +358,7 @@ static void test_requests(void)
     wr(R_NOTIFY, 0);
     run_loop();
     CHECK_EQ(n_notify, 2);
-    CHECK_EQ(guest_read(&vm.mem, DATA_GPA + 0x100, reply, 2), 0);
+    CHECK_EQ(guest_read(&fv.vm.mem, DATA_GPA + 0x100, reply, 2), 0);
     CHECK(memcmp(reply, "ok", 2) == 0);
     CHECK_EQ(dev.vq[0].used_idx, 1);
     CHECK_EQ(irqs(), 1);
@@ -454,7 +416,7 @@ static void test_requests(void)
     CHECK_EQ(n_notify, 3);
 
     /* And the device works again. */
-    memset(guest_ptr(&vm.mem, DESC_GPA, 0x30000), 0, 0x30000);
+    memset(guest_ptr(&fv.vm.mem, DESC_GPA, 0x30000), 0, 0x30000);
     driver_up(1ULL << 32);
     post_chain(1, 1);
     wr(R_NOTIFY, 0);
@@ -516,24 +478,24 @@ static void test_init_errors(void)
     static struct virtio_dev bad, dup;
 
     bad = (struct virtio_dev){.name = "bad", .ops = &ops, .nr_queues = 1, .queue_max = {3}};
-    CHECK_EQ(virtio_mmio_init(&bad, &vm, NULL, BASE + 0x1000, 6), -EINVAL);
+    CHECK_EQ(virtio_mmio_init(&bad, &fv.vm, NULL, BASE + 0x1000, 6), -EINVAL);
     bad.queue_max[0] = 2048;
-    CHECK_EQ(virtio_mmio_init(&bad, &vm, NULL, BASE + 0x1000, 6), -EINVAL);
+    CHECK_EQ(virtio_mmio_init(&bad, &fv.vm, NULL, BASE + 0x1000, 6), -EINVAL);
     bad.queue_max[0] = 0;
-    CHECK_EQ(virtio_mmio_init(&bad, &vm, NULL, BASE + 0x1000, 6), -EINVAL);
+    CHECK_EQ(virtio_mmio_init(&bad, &fv.vm, NULL, BASE + 0x1000, 6), -EINVAL);
     bad.queue_max[0] = 4;
     bad.nr_queues = VIRTIO_MAX_QUEUES + 1;
-    CHECK_EQ(virtio_mmio_init(&bad, &vm, NULL, BASE + 0x1000, 6), -EINVAL);
+    CHECK_EQ(virtio_mmio_init(&bad, &fv.vm, NULL, BASE + 0x1000, 6), -EINVAL);
     bad.nr_queues = 1;
     bad.config_size = 0xf01;
-    CHECK_EQ(virtio_mmio_init(&bad, &vm, NULL, BASE + 0x1000, 6), -EINVAL);
+    CHECK_EQ(virtio_mmio_init(&bad, &fv.vm, NULL, BASE + 0x1000, 6), -EINVAL);
     bad.ops = NULL;
     bad.config_size = 0;
-    CHECK_EQ(virtio_mmio_init(&bad, &vm, NULL, BASE + 0x1000, 6), -EINVAL);
+    CHECK_EQ(virtio_mmio_init(&bad, &fv.vm, NULL, BASE + 0x1000, 6), -EINVAL);
 
     /* The same MMIO range twice: refused, its eventfds closed again. */
     dup = (struct virtio_dev){.name = "dup", .ops = &ops, .nr_queues = 2, .queue_max = {4, 4}};
-    CHECK_EQ(virtio_mmio_init(&dup, &vm, &loop, BASE, 6), -EEXIST);
+    CHECK_EQ(virtio_mmio_init(&dup, &fv.vm, &fv.loop, BASE, 6), -EEXIST);
     CHECK_EQ(dup.irq_fd, -1);
     CHECK_EQ(dup.vq[0].kick_fd, -1);
     CHECK_EQ(dup.vq[1].kick_fd, -1);
@@ -541,11 +503,7 @@ static void test_init_errors(void)
 
 int main(void)
 {
-    vm.vm_fd = -1;
-    vm.kvm_fd = -1;
-    bus_init(&vm.mmio);
-    CHECK_EQ(guest_mem_init(&vm.mem, 16ULL << 20, 0), 0);
-    CHECK_EQ(loop_init(&loop), 0);
+    fake_vm_init(&fv, 16ULL << 20);
 
     dev = (struct virtio_dev){
             .name = "virtio-test",
@@ -556,7 +514,7 @@ int main(void)
             .queue_max = {256, 64},
             .ops = &ops,
     };
-    CHECK_EQ(virtio_mmio_init(&dev, &vm, &loop, BASE, VIRTIO_IRQ_FIRST), 0);
+    CHECK_EQ(virtio_mmio_init(&dev, &fv.vm, &fv.loop, BASE, VIRTIO_IRQ_FIRST), 0);
     CHECK(dev.irq_fd >= 0 && dev.vq[0].kick_fd >= 0 && dev.vq[1].kick_fd >= 0);
     CHECK_EQ(dev.features, 1ULL | (1ULL << 28) | (1ULL << 29) | (1ULL << 32));
 
@@ -569,7 +527,6 @@ int main(void)
     test_config();
     test_init_errors();
 
-    loop_close(&loop);
-    guest_mem_free(&vm.mem);
+    fake_vm_free(&fv);
     return check_done("virtio_mmio");
 }
