@@ -18,6 +18,8 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "power.h"
+
 #include "exec.h"
 
 // ember's marker page: boot marker at offset 0, exit-status byte at offset 8.
@@ -27,6 +29,16 @@
 #define MARKER_BOOT_VALUE  123
 
 static int is_pid1;
+static volatile sig_atomic_t power_pressed, power_deadline;
+
+// SIGPWR from the power button watcher; SIGALRM when the command had its time to exit.
+static void on_power(int sig)
+{
+    if (sig == SIGPWR)
+        power_pressed = 1;
+    else
+        power_deadline = 1;
+}
 
 static void say(const char *fmt, ...)
 {
@@ -120,11 +132,22 @@ static pid_t spawn(char *const argv[])
 }
 
 // Reap children (orphans included) until `child` exits; return its shell-style status.
+// On the power button the command's process group gets SIGTERM, and SIGKILL 5 s later.
 static int wait_for(pid_t child)
 {
+    int termed = 0, killed = 0;
     for (;;) {
         int st;
         pid_t pid = wait(&st);
+        if (power_pressed && !termed) {
+            termed = 1;
+            kill(-child, SIGTERM);
+            alarm(5);
+        }
+        if (power_deadline && !killed) {
+            killed = 1;
+            kill(-child, SIGKILL);
+        }
         if (pid < 0 && errno == EINTR)
             continue;
         if (pid < 0)
@@ -142,10 +165,14 @@ static void finish(int status)
 {
     tcsetpgrp(STDIN_FILENO, getpgrp()); // the console is ours again
     tcdrain(STDOUT_FILENO);             // the command's output leaves first
-    say("EMBER-EXIT=%d\n", status);
+    if (power_pressed)
+        say("EMBER-POWERDOWN\n"); // no exit status: the VMM reports a plain power-off
+    else
+        say("EMBER-EXIT=%d\n", status);
     tcdrain(STDOUT_FILENO); // make sure the line left the UART before the VMM may stop us
     sync();
-    poke_marker(MARKER_EXIT_OFFSET, (uint8_t)status);
+    if (!power_pressed)
+        poke_marker(MARKER_EXIT_OFFSET, (uint8_t)status);
     if (!is_pid1)
         exit(status);
     reboot(RB_POWER_OFF);
@@ -166,6 +193,10 @@ int main(int argc, char *argv[])
     poke_marker(MARKER_BOOT_OFFSET, MARKER_BOOT_VALUE);
     say("EMBER-INIT-READY\n");
     if (is_pid1) {
+        struct sigaction sa = {.sa_handler = on_power}; // no SA_RESTART: wait() returns EINTR
+        sigaction(SIGPWR, &sa, NULL);
+        sigaction(SIGALRM, &sa, NULL);
+        power_button_watch();
         mount_fs("proc", "/proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
         mount_fs("sysfs", "/sys", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
         mount_fs("devpts", "/dev/pts", MS_NOSUID | MS_NOEXEC, "mode=0620,ptmxmode=0666");
