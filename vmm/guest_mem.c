@@ -44,23 +44,6 @@ void guest_mem_free(struct guest_mem *gm)
     memset(gm, 0, sizeof(*gm));
 }
 
-void *guest_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len)
-{
-    for (int i = 0; i < gm->nr_regions; i++) {
-        const struct guest_region *r = &gm->region[i];
-        uint64_t off;
-
-        if (gpa < r->gpa)
-            continue;
-        off = gpa - r->gpa;
-        /* off < size and len <= size - off: no addition that can overflow. */
-        if (off >= r->size || len > r->size - off)
-            continue;
-        return r->host + off;
-    }
-    return NULL;
-}
-
 int guest_read(const struct guest_mem *gm, uint64_t gpa, void *dst, size_t len)
 {
     const void *p = guest_ptr(gm, gpa, len);
