@@ -2,6 +2,7 @@
 #ifndef EMBER_CONFIG_H
 #define EMBER_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define EMBER_XSTR(x) #x
@@ -77,6 +78,8 @@ struct vm_config {
     int cpus;
     uint64_t memory; /* bytes */
     int hugepages;
+    const char *api_sock;       /* --api-sock PATH: the control socket (docs/api.md) */
+    struct config_owned *owned; /* strings kept for --config and `configure` (vmm/config.c) */
     enum console_kind console;
     struct disk_config disk[CONFIG_MAX_DISKS];
     int nr_disks;
@@ -110,5 +113,27 @@ int parse_net(const char *arg, struct net_config *n);
  * -EINVAL after printing one error line naming the flag. */
 int cli_parse_run(int argc, char **argv, struct vm_config *cfg);
 void cli_usage_run(void);
+
+/* ---- vmm/config.c: the same flags as one JSON document (--config FILE, `configure`) ---- */
+struct json_object;
+
+/* Apply one flag by its long name (no "--") as the command line would; value is NULL for a
+ * flag without one. 0, -ENOENT if there is no such flag, or -EINVAL after one error line. */
+int cli_apply_flag(struct vm_config *cfg, const char *name, const char *value);
+/* 1 if the flag takes a value, 0 if not, -1 if there is no such flag. */
+int cli_flag_kind(const char *name);
+
+/* Apply a JSON object whose keys are long flag names ("cpus": 2, "disk": ["a.img,ro"],
+ * "hugepages": true) plus "args" (the guest command, like the words after --). With allowed
+ * non-NULL, only those keys are accepted. All or nothing: on error cfg is unchanged and err
+ * holds one line naming the field. */
+int config_apply_json(struct vm_config *cfg, struct json_object *doc, const char *const *allowed,
+                      char *err, size_t errlen);
+/* --config FILE: read and apply it (error line printed, naming the file and field). */
+int config_load_file(struct vm_config *cfg, const char *path);
+/* The configuration as a JSON document in the same schema (caller puts it). */
+struct json_object *config_to_json(const struct vm_config *cfg);
+/* Free what --config and `configure` kept. */
+void config_free(struct vm_config *cfg);
 
 #endif

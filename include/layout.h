@@ -24,6 +24,7 @@
 #define CTRL_PAGE_GPA        0xc0000000ULL /* boot marker (+0) and exit status (+8) */
 #define BOOT_MARKER_GPA      (CTRL_PAGE_GPA + 0)
 #define EXIT_STATUS_GPA      (CTRL_PAGE_GPA + 8)
+#define GED_GPA              (CTRL_PAGE_GPA + 0x100) /* GED event register (1 byte) */
 #define VIRTIO_MMIO_BASE     0xc0001000ULL
 #define VIRTIO_MMIO_SIZE     0x1000ULL
 #define IOAPIC_GPA           0xfec00000ULL
@@ -39,6 +40,7 @@
 #define PVPANIC_PORT        0x505
 #define ACPI_SLEEP_CTL_PORT 0x600 /* FADT sleep control register (1 byte) */
 #define ACPI_SLEEP_STS_PORT 0x601 /* FADT sleep status register (1 byte) */
+#define GED_IRQ             3     /* GED (power button): the free legacy COM2 line */
 
 /* GSIs for virtio-mmio devices: one each, 5..23. */
 #define VIRTIO_IRQ_FIRST 5

@@ -8,6 +8,6 @@
 
 /* start_wall: CLOCK_MONOTONIC at process start (for --boot-timer). Returns an exit code
  * from exitcode.h. */
-int ember_run(const struct vm_config *cfg, const struct timespec *start_wall);
+int ember_run(struct vm_config *cfg, const struct timespec *start_wall);
 
 #endif

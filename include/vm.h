@@ -23,6 +23,7 @@ enum vm_stop_reason {
     STOP_SIGNAL,   /* host signal (SIGINT, SIGTERM, SIGHUP) */
     STOP_ERROR,    /* ember itself failed while running */
     STOP_TIMEOUT,  /* `ember exec --timeout` expired */
+    STOP_QUIT,     /* `quit` on the control socket */
 };
 
 struct vm;
@@ -35,6 +36,7 @@ struct vcpu {
     size_t run_size;
     pthread_t thread;
     int thread_started;
+    int tid;                /* the thread's Linux TID (query-cpus-fast) */
     atomic_ulong exits[32]; /* per KVM exit reason, for metrics */
 };
 
@@ -55,6 +57,14 @@ struct vm {
     int stop_signal;            /* signal number for STOP_SIGNAL */
     int boot_timer;             /* --boot-timer: report the first KVM_RUN too */
     struct timespec start_wall; /* ember's start (CLOCK_MONOTONIC), for the boot timer */
+
+    /* Pausing (vcpu_pause.c): `stop` and `cont` on the control socket. */
+    pthread_mutex_t pause_lock;
+    pthread_cond_t pause_cond;
+    atomic_int pause_req;
+    int nr_paused;              /* vCPU threads waiting in vcpu_pause_point */
+    struct timespec resume_at;  /* the last vm_resume */
+    int64_t resume_ns;          /* from it to the last vCPU leaving its pause */
 };
 
 /* /dev/kvm: open, check the API version and every capability ember needs. -errno. */
@@ -73,6 +83,17 @@ int vm_start(struct vm *vm);
 void vm_request_stop(struct vm *vm, enum vm_stop_reason reason);
 /* Wait for every vCPU thread to end. */
 void vm_join(struct vm *vm);
+
+/* Pause every vCPU out of KVM_RUN (event loop). Returns 1 when all are paused already;
+ * otherwise the last one to pause writes wake_fd and vm_all_paused() turns true. */
+int vm_pause(struct vm *vm);
+int vm_all_paused(struct vm *vm);
+/* Let paused vCPUs run again. */
+void vm_resume(struct vm *vm);
+/* vCPU thread, before KVM_RUN when pause_req is set: wait while paused. */
+void vcpu_pause_point(struct vcpu *v);
+void vm_pause_init(struct vm *vm);
+void vm_pause_destroy(struct vm *vm);
 
 /* Trigger a GSI edge (for legacy devices raising their line). */
 int vm_irq_line(struct vm *vm, uint32_t gsi, int level);

@@ -119,6 +119,10 @@ void cli_usage_run(void)
            "  --on-reboot exit|restart\n"
            "                         when the guest reboots: exit with code 120 (default),\n"
            "                         or boot it again\n"
+           "  --api-sock PATH        control socket (QMP, docs/api.md); without --kernel, wait\n"
+           "                         there for the configuration and a `cont` to boot\n"
+           "  --config FILE          these flags as one JSON document, e.g. {\"cpus\": 2,\n"
+           "                         \"disk\": [\"a.img,ro\"], \"args\": [\"sh\"]}; later flags win\n"
            "  -h, --help             this help\n"
            "\n"
            "On a terminal, Ctrl-a x quits and Ctrl-a Ctrl-a sends Ctrl-a.\n"
@@ -145,6 +149,8 @@ enum {
     OPT_DISK,
     OPT_NET,
     OPT_NO_RNG,
+    OPT_API_SOCK,
+    OPT_CONFIG,
 };
 
 static const struct option run_options[] = {
@@ -161,6 +167,8 @@ static const struct option run_options[] = {
         {"disk", required_argument, NULL, OPT_DISK},
         {"net", required_argument, NULL, OPT_NET},
         {"no-rng", no_argument, NULL, OPT_NO_RNG},
+        {"api-sock", required_argument, NULL, OPT_API_SOCK},
+        {"config", required_argument, NULL, OPT_CONFIG},
         CLI_SANDBOX_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -242,6 +250,11 @@ static int parse_one(int opt, const char *arg, struct vm_config *cfg)
     case OPT_NO_RNG:
         cfg->no_rng = 1;
         return 0;
+    case OPT_API_SOCK:
+        cfg->api_sock = arg;
+        return 0;
+    case OPT_CONFIG:
+        return config_load_file(cfg, arg);
     case OPT_BOOT_TIMER:
         cfg->boot_timer = 1;
         return 0;
@@ -255,6 +268,27 @@ static int parse_one(int opt, const char *arg, struct vm_config *cfg)
         return 0;
     }
     return -EINVAL;
+}
+
+int cli_flag_kind(const char *name)
+{
+    for (const struct option *o = run_options; o->name; o++) {
+        if (strcmp(o->name, name) == 0 && o->val != 'h')
+            return o->has_arg == no_argument ? 0 : 1;
+    }
+    return -1;
+}
+
+int cli_apply_flag(struct vm_config *cfg, const char *name, const char *value)
+{
+    for (const struct option *o = run_options; o->name; o++) {
+        if (strcmp(o->name, name) != 0 || o->val == 'h')
+            continue;
+        if ((o->has_arg == no_argument) != (value == NULL))
+            return -EINVAL;
+        return parse_one(o->val, value, cfg);
+    }
+    return -ENOENT;
 }
 
 int cli_parse_run(int argc, char **argv, struct vm_config *cfg)
@@ -294,8 +328,9 @@ int cli_parse_run(int argc, char **argv, struct vm_config *cfg)
         cfg->init_args = &argv[optind];
         cfg->nr_init_args = argc - optind;
     }
-    if (!cfg->kernel) {
-        log_err("--kernel is required (see ember run --help)");
+    if (!cfg->kernel && !cfg->api_sock) {
+        log_err("--kernel is required, or --api-sock to configure the VM over the control "
+                "socket (see ember run --help)");
         return -EINVAL;
     }
     return 0;

@@ -8,11 +8,33 @@
 #include <string.h>
 #include <unistd.h>
 
+static __thread char *capture_buf;
+static __thread size_t capture_cap;
+
+void log_capture(char *buf, size_t cap)
+{
+    capture_buf = cap ? buf : NULL;
+    capture_cap = cap;
+    if (capture_buf)
+        capture_buf[0] = '\0';
+}
+
+/* Append one message (without the "ember: " prefix) to this thread's capture buffer. */
+static void capture(const char *msg)
+{
+    size_t used;
+
+    if (!capture_buf)
+        return;
+    used = strlen(capture_buf);
+    snprintf(capture_buf + used, capture_cap - used, "%s%s", used ? "; " : "", msg);
+}
+
 static void vlog(const char *prefix, const char *fmt, va_list ap)
 {
     char buf[1024];
     int n = snprintf(buf, sizeof(buf), "ember: %s", prefix);
-    int m;
+    int start = n, m;
 
     if (n < 0)
         return;
@@ -22,6 +44,9 @@ static void vlog(const char *prefix, const char *fmt, va_list ap)
     n += m;
     if (n > (int)sizeof(buf) - 2)
         n = (int)sizeof(buf) - 2;
+    buf[n] = '\0';
+    if (strcmp(prefix, "debug: ") != 0)
+        capture(buf + start);
     buf[n++] = '\n';
     /* The terminal may be in raw mode: a bare \n would not return the carriage. */
     if (isatty(STDERR_FILENO)) {

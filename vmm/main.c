@@ -60,9 +60,10 @@ int main(int argc, char **argv)
     }
     config_defaults(&cfg);
     r = cli_parse_run(argc - 1, argv + 1, &cfg);
-    if (r == 1)
-        return 0;
-    if (r < 0)
-        return EXIT_USAGE;
-    return ember_run(&cfg, &start);
+    if (r == 0)
+        r = ember_run(&cfg, &start);
+    else
+        r = r == 1 ? 0 : EXIT_USAGE;
+    config_free(&cfg);
+    return r;
 }

@@ -3,11 +3,13 @@
 #include "run.h"
 #include "acpi.h"
 #include "cmdline.h"
+#include "control.h"
 #include "devices.h"
 #include "eventloop.h"
 #include "exec.h"
 #include "exec_io.h"
 #include "exitcode.h"
+#include "ged.h"
 #include "layout.h"
 #include "log.h"
 #include "sandbox.h"
@@ -47,7 +49,10 @@ struct machine {
     int signal_fd;
     struct loop_handler h_vm_wake, h_dev_wake, h_signal, h_stdin, h_stdout;
     int stdin_watched, stdin_is_file, stdout_watched;
-    int sandboxed; /* privileges dropped and the loop's seccomp filter in (once) */
+    struct ged ged;       /* ACPI power button (system_powerdown) */
+    struct control *ctl;  /* --api-sock: the control socket, or NULL */
+    int prelaunch_signal; /* a stop signal that came before the VM was built */
+    int sandboxed;        /* privileges dropped and the loop's seccomp filter in (once) */
 };
 
 /* ---- event loop handlers ---- */
@@ -127,6 +132,7 @@ static void on_vm_wake(struct loop_handler *h, uint32_t events)
 {
     (void)events;
     drain_eventfd(h->fd);
+    control_wake(container_of(h, struct machine, h_vm_wake)->ctl);
 }
 
 static void on_dev_wake(struct loop_handler *h, uint32_t events)
@@ -159,6 +165,10 @@ static void on_signal(struct loop_handler *h, uint32_t events)
     (void)events;
     if (read(h->fd, &si, sizeof(si)) != sizeof(si))
         return;
+    if (control_prelaunch(m->ctl)) { /* no VM yet: ember_run ends the wait */
+        m->prelaunch_signal = (int)si.ssi_signo;
+        return;
+    }
     log_info("stopping the VM on signal %d (%s)", (int)si.ssi_signo, strsignal((int)si.ssi_signo));
     m->vm.stop_signal = (int)si.ssi_signo;
     vm_request_stop(&m->vm, STOP_SIGNAL);
@@ -176,6 +186,8 @@ static int setup_acpi(struct machine *m)
             .pvpanic_port = PVPANIC_PORT,
             .sleep_ctl_port = ACPI_SLEEP_CTL_PORT,
             .sleep_sts_port = ACPI_SLEEP_STS_PORT,
+            .ged_addr = GED_GPA,
+            .ged_irq = GED_IRQ,
             .virtio = vdev,
             .nr_virtio = m->nr_virtio,
     };
@@ -213,6 +225,8 @@ static int setup_devices(struct machine *m)
         err = acpi_pm_init(vm, ACPI_SLEEP_CTL_PORT, ACPI_SLEEP_STS_PORT);
     if (!err)
         err = ctrl_page_init(&m->ctrl, vm, m->cfg->boot_timer, &m->start_wall);
+    if (!err)
+        err = ged_init(&m->ged, vm, GED_GPA, GED_IRQ);
     if (err)
         log_err("cannot register the platform devices: %s", strerror(-err));
     return err;
@@ -326,6 +340,8 @@ static int build_vm(struct machine *m)
     }
     if (vm_create_vcpus(&m->vm))
         goto fail;
+    control_vm_built(m->ctl,
+                     &(struct machine_view){&m->vm, m->virtio, m->nr_virtio, &m->ged, &m->ctrl});
     return 0;
 fail:
     destroy_virtio(m);
@@ -442,6 +458,7 @@ static enum vm_stop_reason run_vm(struct machine *m)
     if (err || sandbox_before_start(m) || vm_start(&m->vm) || sandbox_after_start(m)) {
         vm_request_stop(&m->vm, STOP_ERROR);
     } else {
+        control_vm_started(m->ctl);
         if (m->stdin_is_file)
             pump_input(m);
         while (!atomic_load(&m->vm.stopping))
@@ -456,6 +473,7 @@ static enum vm_stop_reason run_vm(struct machine *m)
         exec_io_flush(m->cfg->exec, 5000); /* what the command wrote before it ended */
     console_resume(&m->con);
     console_flush(&m->con, 2000);
+    control_vm_gone(m->ctl);
     loop_del(&m->loop, &m->h_vm_wake);
     log_debug("console: %llu bytes queued, %llu dropped", (unsigned long long)m->con.head,
               (unsigned long long)m->con.dropped);
@@ -477,16 +495,41 @@ static int exit_code(const struct machine *m, enum vm_stop_reason r)
         return EXIT_SIGNAL_BASE + m->vm.stop_signal;
     case STOP_TIMEOUT:
         return EXIT_TIMEOUT;
+    case STOP_QUIT:
+        return 0;
     default:
         return EXIT_VMM_ERROR;
     }
 }
 
-int ember_run(const struct vm_config *cfg, const struct timespec *start_wall)
+/* --api-sock without --kernel: serve the control socket until `cont` (returns -1: build the
+ * VM), `quit` (0) or a stop signal (128+n). */
+static int wait_for_start(struct machine *m, enum vm_stop_reason *reason)
+{
+    while (!control_start_requested(m->ctl)) {
+        if (control_quit_requested(m->ctl)) {
+            *reason = STOP_QUIT;
+            return 0;
+        }
+        if (m->prelaunch_signal) {
+            log_info("stopping on signal %d (%s) before the VM was started", m->prelaunch_signal,
+                     strsignal(m->prelaunch_signal));
+            *reason = STOP_SIGNAL;
+            return EXIT_SIGNAL_BASE + m->prelaunch_signal;
+        }
+        if (loop_run_once(&m->loop, -1) < 0) {
+            *reason = STOP_ERROR;
+            return EXIT_VMM_ERROR;
+        }
+    }
+    return -1;
+}
+
+int ember_run(struct vm_config *cfg, const struct timespec *start_wall)
 {
     struct machine *m = calloc(1, sizeof(*m));
-    enum vm_stop_reason reason;
-    int code = EXIT_VMM_ERROR;
+    enum vm_stop_reason reason = STOP_ERROR;
+    int code = EXIT_VMM_ERROR, host_reset;
 
     if (!m) {
         log_err("out of memory");
@@ -506,11 +549,24 @@ int ember_run(const struct vm_config *cfg, const struct timespec *start_wall)
     }
     if (setup_host(m))
         goto out;
-    m->kvm_fd = kvm_open();
-    if (m->kvm_fd < 0)
+    if (control_open(&m->ctl, cfg, &m->loop, start_wall)) {
+        code = EXIT_USAGE;
         goto out;
+    }
+    if (m->ctl) /* system_reset builds the VM again; blockdev-change-medium opens files */
+        sandbox_allow_rebuild(1);
     for (;;) {
-        code = build_vm(m);
+        if (control_prelaunch(m->ctl)) {
+            code = wait_for_start(m, &reason);
+            if (code >= 0)
+                break;
+        }
+        control_build_begin(m->ctl);
+        if (m->kvm_fd < 0)
+            m->kvm_fd = kvm_open();
+        code = m->kvm_fd < 0 ? EXIT_VMM_ERROR : build_vm(m);
+        if (code && control_build_failed(m->ctl))
+            continue; /* `cont` got the error; wait for configuration again */
         if (code)
             goto out;
         reason = run_vm(m);
@@ -521,15 +577,22 @@ int ember_run(const struct vm_config *cfg, const struct timespec *start_wall)
         }
         destroy_virtio(m);
         vm_destroy(&m->vm);
-        if (reason != STOP_RESET || cfg->on_reboot != ON_REBOOT_RESTART)
+        host_reset = control_take_host_reset(m->ctl);
+        if (!host_reset && (reason != STOP_RESET || cfg->on_reboot != ON_REBOOT_RESTART))
             break;
-        log_info("the guest rebooted; booting it again (--on-reboot restart)");
+        control_reset(m->ctl, !host_reset);
+        if (host_reset)
+            log_info("system_reset on the control socket; booting the VM again");
+        else
+            log_info("the guest rebooted; booting it again (--on-reboot restart)");
     }
     if (cfg->exec)
         code = exec_exit_code(cfg->exec, code);
     else if (reason == STOP_RESET)
         log_info("the guest rebooted; exiting with code %d (--on-reboot exit)", code);
 out:
+    control_shutdown(m->ctl, reason, code); /* SHUTDOWN reaches clients before we exit */
+    control_close(m->ctl, 2000);
     if (m->kvm_fd >= 0)
         close(m->kvm_fd);
     teardown_host(m);

@@ -12,6 +12,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 static int vcpu_create(struct vm *vm, int index, struct kvm_cpuid2 *supported)
 {
@@ -201,9 +202,14 @@ static void *vcpu_thread(void *arg)
         vm_request_stop(vm, STOP_ERROR);
         return NULL;
     }
+    v->tid = (int)gettid();
     if (v->index == 0 && vm->boot_timer)
         report_first_run(vm);
     while (!atomic_load(&vm->stopping)) {
+        if (atomic_load(&vm->pause_req)) {
+            vcpu_pause_point(v); /* `stop` on the control socket */
+            continue;
+        }
         if (ioctl(v->fd, KVM_RUN, 0) < 0) {
             if (errno == EINTR || errno == EAGAIN) {
                 atomic_fetch_add(&v->exits[KVM_EXIT_INTR], 1);

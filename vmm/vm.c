@@ -69,6 +69,7 @@ int vm_create(struct vm *vm, int kvm_fd, uint64_t ram_size, int ncpus, int hugep
         vm->vcpu[i].fd = -1;
     bus_init(&vm->pio);
     bus_init(&vm->mmio);
+    vm_pause_init(vm);
 
 #define VM_IOCTL(req, arg, what)                                                                   \
     do {                                                                                           \
@@ -136,6 +137,7 @@ void vm_destroy(struct vm *vm)
         close(vm->vm_fd);
     vm->wake_fd = -1;
     vm->vm_fd = -1;
+    vm_pause_destroy(vm);
 }
 
 void vm_request_stop(struct vm *vm, enum vm_stop_reason reason)
@@ -146,6 +148,9 @@ void vm_request_stop(struct vm *vm, enum vm_stop_reason reason)
     atomic_compare_exchange_strong(&vm->stop_reason, &expected, (int)reason);
     if (atomic_exchange(&vm->stopping, 1))
         return;
+    pthread_mutex_lock(&vm->pause_lock); /* paused vCPUs wake up and end too */
+    pthread_cond_broadcast(&vm->pause_cond);
+    pthread_mutex_unlock(&vm->pause_lock);
     for (int i = 0; i < vm->ncpus; i++) {
         struct vcpu *v = &vm->vcpu[i];
 

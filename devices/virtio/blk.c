@@ -130,6 +130,9 @@ struct blk {
     bool stalled;      /* stopped taking chains: every slot was busy */
     unsigned logged_errors;
 
+    blk_error_fn on_error; /* the control socket's BLOCK_IO_ERROR */
+    void *on_error_opaque;
+
     uint16_t free_slot[BLK_QUEUE];
     unsigned nfree;
     struct blk_req req[BLK_QUEUE];
@@ -322,6 +325,8 @@ static int on_result(struct blk *b, struct virtq *q, struct blk_req *r, int res)
         res = -EIO; /* the file ended early (shrunk under us) */
     if (res < 0) {
         log_backend_error(b, what[r->op], r->off, -res);
+        if (b->on_error)
+            b->on_error(b->on_error_opaque, b->dev, r->op == OP_READ ? "read" : "write", -res);
         finish(b, q, r, 0, BLK_S_IOERR);
         return 0;
     }
@@ -897,4 +902,80 @@ int virtio_blk_create(struct virtio_dev *d, const struct disk_config *cfg, struc
             .priv = b,
     };
     return 0;
+}
+
+/* ---- the control socket: drive information, error events, changing the backing file ---- */
+
+void virtio_blk_set_error_hook(struct virtio_dev *d, blk_error_fn fn, void *opaque)
+{
+    struct blk *b = d->priv;
+
+    b->on_error = fn;
+    b->on_error_opaque = opaque;
+}
+
+void virtio_blk_info(struct virtio_dev *d, struct blk_info *info)
+{
+    struct blk *b = d->priv;
+
+    pthread_mutex_lock(&d->lock);
+    snprintf(info->path, sizeof(info->path), "%s", b->path);
+    snprintf(info->id, sizeof(info->id), "%s", b->id);
+    info->readonly = b->readonly;
+    info->size = b->sectors << SECTOR_SHIFT;
+    pthread_mutex_unlock(&d->lock);
+}
+
+int virtio_blk_change(struct virtio_dev *d, const char *path, int readonly)
+{
+    struct blk *b = d->priv;
+    struct disk_config cfg = {.readonly = readonly};
+    struct stat st;
+    uint64_t size = 0;
+    int fd, err;
+
+    if (strlen(path) >= sizeof(b->path)) {
+        log_err("%s: the path is longer than %zu bytes", path, sizeof(b->path) - 1);
+        return -ENAMETOOLONG;
+    }
+    snprintf(cfg.path, sizeof(cfg.path), "%s", path);
+    fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        err = open_error(&cfg, errno);
+        goto fail;
+    }
+    if (S_ISBLK(st.st_mode) && ioctl(fd, BLKGETSIZE64, &size) < 0) {
+        err = open_error(&cfg, errno);
+        goto fail;
+    }
+    if (S_ISREG(st.st_mode))
+        size = (uint64_t)st.st_size;
+    if (!S_ISBLK(st.st_mode) && !S_ISREG(st.st_mode)) {
+        log_err("%s: not a regular file or block device", path);
+        err = -EINVAL;
+        goto fail;
+    }
+    if (size == 0 || size % SECTOR_SIZE) {
+        log_err("%s: size %llu bytes is not a positive multiple of 512", path,
+                (unsigned long long)size);
+        err = -EINVAL;
+        goto fail;
+    }
+    pthread_mutex_lock(&d->lock);
+    drain(b); /* requests in flight finish on the old file */
+    close(b->fd);
+    b->fd = fd;
+    b->is_blkdev = S_ISBLK(st.st_mode);
+    b->readonly = readonly;
+    b->sectors = size >> SECTOR_SHIFT;
+    b->logged_errors = 0;
+    snprintf(b->path, sizeof(b->path), "%s", path);
+    fill_config(b);
+    virtio_config_changed(d); /* the guest re-reads the capacity */
+    pthread_mutex_unlock(&d->lock);
+    return 0;
+fail:
+    if (fd >= 0)
+        close(fd);
+    return err;
 }
