@@ -5,6 +5,7 @@
 #include <linux/if_tun.h>
 #include <linux/kvm.h>
 #include <seccomp.h>
+#include <sys/prctl.h>
 #include <stddef.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -159,6 +160,10 @@ static void rebuild(struct builder *b)
     };
 
     vcpu(b); /* new vCPU threads start under this filter too */
+    /* ...and load their own on top: libseccomp sets no-new-privs, then the filter. */
+    rule(b, SCMP_SYS(prctl), 1,
+         (struct scmp_arg_cmp[]){SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)PR_SET_NO_NEW_PRIVS)});
+    ALLOW(b, seccomp);
     for (unsigned i = 0; i < sizeof(kvm) / sizeof(kvm[0]); i++)
         ALLOW_IOCTL(b, kvm[i]);         /* KVM VM, vCPU and device set-up; TAP and disk sizing */
     rule(b, SCMP_SYS(openat), 0, NULL); /* kernel, initrd, disks, /dev/net/tun */
