@@ -18,7 +18,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-#define MAX_SYSCALL 512
+#include "syscall_names.h" /* generated at build time by vmm/gen_syscall_names.c */
 
 /* Everything the SIGSYS handler needs, prepared beforehand: it may not allocate. */
 static struct {
@@ -28,8 +28,6 @@ static struct {
     uint32_t action;
     int have_tty;
     struct termios tty;
-    uint16_t name_off[MAX_SYSCALL]; /* offset into names, 0: unknown */
-    char names[8192];
 } sb;
 
 static __thread const char *thread_kind = "main";
@@ -44,24 +42,6 @@ static const char *kind_name(enum sandbox_thread kind)
         return "vCPU";
     default:
         return "jail supervisor";
-    }
-}
-
-/* libseccomp knows the names; copy them once so the handler can print one without malloc. */
-static void learn_names(void)
-{
-    size_t used = 1;
-
-    for (int nr = 0; nr < MAX_SYSCALL; nr++) {
-        char *n = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
-        size_t len = n ? strlen(n) + 1 : 0;
-
-        if (n && used + len <= sizeof(sb.names)) {
-            memcpy(sb.names + used, n, len);
-            sb.name_off[nr] = (uint16_t)used;
-            used += len;
-        }
-        free(n);
     }
 }
 
@@ -111,8 +91,8 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
     if (sb.have_tty)
         tcsetattr(STDIN_FILENO, TCSANOW, &sb.tty);
     n = put(msg, n, sizeof(msg), "\r\nember: error: the sandbox stopped a forbidden system call: ");
-    if (si->si_arch == AUDIT_ARCH_X86_64 && nr >= 0 && nr < MAX_SYSCALL && sb.name_off[nr])
-        n = put(msg, n, sizeof(msg), sb.names + sb.name_off[nr]);
+    if (si->si_arch == AUDIT_ARCH_X86_64 && nr >= 0 && nr < SYSCALL_NAMES_MAX && syscall_names[nr])
+        n = put(msg, n, sizeof(msg), syscall_names[nr]);
     else
         n = put(msg, n, sizeof(msg), "(unknown)");
     n = put(msg, n, sizeof(msg), " (");
@@ -195,7 +175,6 @@ int sandbox_prepare(const struct vm_config *cfg)
         sb.action = SCMP_ACT_TRAP;
         break;
     }
-    learn_names();
     sigemptyset(&sa.sa_mask);
     sigfillset(&sa.sa_mask); /* nothing interrupts the report */
     if (sigaction(SIGSYS, &sa, NULL) < 0)
