@@ -2,6 +2,7 @@
 #include "exec.h"
 #include "exec_io.h"
 #include "exitcode.h"
+#include "jail.h"
 #include "log.h"
 #include "run.h"
 #include "vm.h"
@@ -252,10 +253,12 @@ int ember_exec(struct exec_config *x, const struct timespec *start)
     if (io.err_fd >= 0)
         close(io.err_fd);
 out:
-    if (image[0])
-        unlink(image);
-    if (jaildir[0])
-        rmdir(jaildir);
+    if (jail_signal_fd() < 0) { /* the jailed child leaves this to the supervisor */
+        if (image[0])
+            unlink(image);
+        if (jaildir[0])
+            rmdir(jaildir);
+    }
     free(spec.buf);
     return code;
 }

@@ -11,6 +11,7 @@
 #include "exitcode.h"
 #include "ged.h"
 #include "layout.h"
+#include "jail.h"
 #include "log.h"
 #include "sandbox.h"
 #include "virtio_devices.h"
@@ -49,10 +50,11 @@ struct machine {
     int signal_fd;
     struct loop_handler h_vm_wake, h_dev_wake, h_signal, h_stdin, h_stdout;
     int stdin_watched, stdin_is_file, stdout_watched;
-    struct ged ged;       /* ACPI power button (system_powerdown) */
-    struct control *ctl;  /* --api-sock: the control socket, or NULL */
-    int prelaunch_signal; /* a stop signal that came before the VM was built */
-    int sandboxed;        /* privileges dropped and the loop's seccomp filter in (once) */
+    struct ged ged;             /* ACPI power button (system_powerdown) */
+    struct control *ctl;        /* --api-sock: the control socket, or NULL */
+    int prelaunch_signal;       /* a stop signal that came before the VM was built */
+    int sandboxed;              /* privileges dropped and the loop's seccomp filter in (once) */
+    struct loop_handler h_jail; /* signals relayed by the jail's supervisor */
 };
 
 /* ---- event loop handlers ---- */
@@ -172,6 +174,22 @@ static void on_signal(struct loop_handler *h, uint32_t events)
     log_info("stopping the VM on signal %d (%s)", (int)si.ssi_signo, strsignal((int)si.ssi_signo));
     m->vm.stop_signal = (int)si.ssi_signo;
     vm_request_stop(&m->vm, STOP_SIGNAL);
+}
+
+/* The jail's supervisor relays SIGINT/SIGTERM/SIGHUP through a pipe (it runs as another
+ * user and may not signal us); its end of file means it is gone: stop as on SIGHUP. Sent to
+ * ourselves, the signal takes the usual signalfd path. */
+static void on_jail_signal(struct loop_handler *h, uint32_t events)
+{
+    struct machine *m = container_of(h, struct machine, h_jail);
+    uint8_t sig;
+
+    (void)events;
+    if (read(h->fd, &sig, 1) != 1) {
+        sig = SIGHUP;
+        loop_del(&m->loop, h);
+    }
+    tgkill(getpid(), gettid(), sig);
 }
 
 /* ---- building the machine ---- */
@@ -420,6 +438,11 @@ static int setup_host(struct machine *m)
         else
             m->con.in_fd = -1;
     }
+    if (jail_signal_fd() >= 0) {
+        m->h_jail = (struct loop_handler){jail_signal_fd(), on_jail_signal};
+        if (loop_add(&m->loop, &m->h_jail, EPOLLIN))
+            return log_errno("epoll_ctl");
+    }
     return 0;
 }
 
@@ -436,7 +459,10 @@ static void teardown_host(struct machine *m)
 /* The VM is built, no guest instruction has run: drop privileges (vCPU threads inherit it). */
 static int sandbox_before_start(struct machine *m)
 {
-    return m->sandboxed ? 0 : sandbox_drop_privileges();
+    /* In a jail: become its user first (files and /dev/kvm were opened as root, in the jail). */
+    if (m->sandboxed)
+        return 0;
+    return jail_drop_ids(m->cfg) ? -EPERM : sandbox_drop_privileges();
 }
 
 /* The vCPU threads installed their own filters before KVM_RUN; now the event loop's. */
@@ -547,6 +573,9 @@ int ember_run(struct vm_config *cfg, const struct timespec *start_wall)
         code = EXIT_USAGE;
         goto out;
     }
+    /* The supervisor (1) returns the jailed child's code; the child (0) goes on, in the jail. */
+    if (jail_enter((struct vm_config *)cfg, &code))
+        goto out;
     if (setup_host(m))
         goto out;
     if (control_open(&m->ctl, cfg, &m->loop, start_wall)) {

@@ -1,0 +1,106 @@
+"""`ember exec`: statuses, stdout/stderr apart and byte-exact, stdin, --copy-in, --timeout,
+--net, --env/--workdir, nothing persists, and it runs sandboxed and jailed."""
+import hashlib
+import os
+import subprocess
+import time
+
+import pytest
+
+from test_sandbox import check_sandboxed, descendants, threads_status
+
+EXIT_TIMEOUT = 124
+
+
+def exec_(ember, *args, input=None, timeout=300):
+    cp = subprocess.run([str(ember), "exec", *map(str, args)], input=input,
+                        stdin=None if input is not None else subprocess.DEVNULL,
+                        capture_output=True, timeout=timeout)
+    return cp
+
+
+@pytest.mark.parametrize("status", [0, 1, 42])
+def test_exit_status_env_workdir(ember, images, status):
+    cp = exec_(ember, "--env", "GREETING=hi there", "--workdir", "/tmp", "--", "sh", "-c",
+               f'printf "%s %s" "$GREETING" "$(pwd)"; printf "to-stderr" >&2; exit {status}')
+    assert cp.returncode == status, cp
+    assert cp.stdout == b"hi there /tmp", cp
+    assert cp.stderr == b"to-stderr", cp
+
+
+def test_signal_and_not_found(ember, images):
+    cp = exec_(ember, "--", "sh", "-c", "kill -TERM $$")
+    assert cp.returncode == 128 + 15, cp
+    cp = exec_(ember, "--", "no-such-command")
+    assert cp.returncode == 127, cp
+    assert b"no-such-command" in cp.stderr, cp
+
+
+def test_binary_streams_stdin_and_copy_in(ember, images, tmp_path):
+    big = os.urandom(1 << 20)
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    (src / "big.bin").write_bytes(big)
+    (src / "sub" / "note.txt").write_bytes(b"note")
+    os.symlink("big.bin", src / "link")
+    single = tmp_path / "one.txt"
+    single.write_bytes(b"single")
+    stdin = os.urandom(200_000)
+    cp = exec_(ember, "--copy-in", f"{src}:/data", "--copy-in", f"{single}:/etc/one.txt", "--",
+               "sh", "-c", "cat /data/link; cat >&2; cat /data/sub/note.txt /etc/one.txt >&2",
+               input=stdin)
+    assert cp.returncode == 0, cp.stderr[-2000:]
+    assert hashlib.sha256(cp.stdout).hexdigest() == hashlib.sha256(big).hexdigest(), len(cp.stdout)
+    assert cp.stderr == stdin + b"notesingle", (len(cp.stderr), cp.stderr[-200:])
+
+
+def test_timeout(ember, images):
+    t0 = time.monotonic()
+    cp = exec_(ember, "--timeout", "5", "--", "sleep", "600")
+    assert cp.returncode == EXIT_TIMEOUT, cp
+    assert b"--timeout 5" in cp.stderr, cp
+    assert time.monotonic() - t0 < 120
+
+
+def test_network_none_by_default_and_user_on_request(ember, images):
+    script = "ip route; ip -o link | cut -d: -f2; wget -q -T 3 -O- http://10.0.2.2:9/ 2>&1; true"
+    cp = exec_(ember, "--", "sh", "-c", script)
+    assert cp.returncode == 0, cp
+    assert b"default" not in cp.stdout and b"eth0" not in cp.stdout, cp.stdout
+    cp = exec_(ember, "--net", "user", "--", "sh", "-c", "ip route")
+    assert cp.returncode == 0, cp
+    assert b"default via 10.0.2.2" in cp.stdout, cp.stdout
+
+
+def test_writes_to_root_are_gone(ember, images, tmp_path):
+    root = tmp_path / "rootfs.ext4"
+    root.write_bytes((images / "rootfs.ext4").read_bytes())
+    before = hashlib.sha256(root.read_bytes()).hexdigest()
+    cp = exec_(ember, "--rootfs", root, "--", "sh", "-c",
+               "echo persisted > /marker && cat /marker && grep -c ' / overlay ' /proc/mounts")
+    assert cp.returncode == 0, cp
+    assert cp.stdout == b"persisted\n1\n", cp
+    cp = exec_(ember, "--rootfs", root, "--", "test", "-e", "/marker")
+    assert cp.returncode == 1, cp
+    assert hashlib.sha256(root.read_bytes()).hexdigest() == before
+
+
+def test_exec_runs_sandboxed_and_jailed(ember, images):
+    p = subprocess.Popen([str(ember), "exec", "--", "sh", "-c", "read line; echo got $line"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        while True:  # the VM is up once the jailed child has its vCPU thread
+            pids = descendants(p.pid)
+            if len(pids) == 2 and len(threads_status(pids[1])) >= 2:
+                break
+            assert time.monotonic() < deadline and p.poll() is None, pids
+            time.sleep(0.5)
+        time.sleep(1)
+        check_sandboxed(pids[1])
+        assert threads_status(pids[1])[str(pids[1])]["Uid"].split()[0] == "65534"
+        out, err = p.communicate(b"hello\n", timeout=240)
+    finally:
+        p.kill()
+    assert p.returncode == 0, err
+    assert out == b"got hello\n", (out, err)
