@@ -292,6 +292,20 @@ def test_hostile_clients_leave_ember_answering(preboot):
     assert g.proc.poll() is None, g
 
 
+def test_query_status_latency_before_boot(preboot):
+    """The protocol alone (no guest running): what a client pays per request."""
+    sock, _ = preboot
+    with QMP(sock) as q:
+        samples = []
+        for _ in range(1000):
+            t = time.perf_counter_ns()
+            q.cmd("query-status")
+            samples.append((time.perf_counter_ns() - t) / 1e3)
+    samples.sort()
+    print(f"\nMEASURE query-status round trip, no guest, 1000 calls: median "
+          f"{statistics.median(samples):.1f} us, p99 {samples[989]:.1f} us")
+
+
 def test_stale_socket_is_replaced_and_live_one_refused(ember, preboot, tmp_path):
     sock, _ = preboot
     # A socket somebody serves is not taken over.
@@ -498,6 +512,22 @@ def test_change_drive_backing_file(vm):
         if size == 4096 and head == "BBBBBB":
             break
         assert time.monotonic() < deadline, (n, size, head)
+
+
+def test_system_reset_boots_again(vm):
+    q, g = vm["qmp"], vm["guest"]
+    q.cmd("system_reset")
+    ev = q.wait_event("RESET", timeout=30)
+    assert ev["data"] == {"guest": False, "reason": "host-qmp-system-reset"}
+    q.wait_event("BOOT_COMPLETE", timeout=240)
+    deadline = time.monotonic() + 120
+    while True:  # the counter starts again, on the drive's new file
+        n, size, head = _ticks(g, 120)
+        if n <= 2:
+            break
+        assert time.monotonic() < deadline, n
+    assert size == 4096 and head == "BBBBBB", (n, size, head)
+    assert q.cmd("query-status")["status"] == "running"
 
 
 def test_system_powerdown_shuts_down_cleanly(vm):
