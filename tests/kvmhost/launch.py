@@ -1,22 +1,35 @@
 #!/usr/bin/env python3
-"""Start the kvmhost test host (QEMU) and relay the command's output.
+"""Start the kvmhost test host (QEMU) and relay the command's output and input.
 
 Called by tests/kvmhost/run; not meant to be used by hand.
 
-    launch.py --timeout S --log CONSOLE_LOG --cleanup JOBDIR -- qemu-system-x86_64 ARGS...
+    launch.py --timeout S --log CONSOLE_LOG --cleanup JOBDIR --tty-file F
+              -- qemu-system-x86_64 ARGS...
     launch.py --direct --timeout S -- CMD ARGS...
 
 The command's stdout and stderr arrive on two virtio-serial ports whose QEMU
 chardevs write into pipes read here and copied, as they come, to our own
-stdout and stderr.  A third port carries a tiny line protocol (see init):
-the test host announces "DONE <status> <stdout bytes> <stderr bytes>"; once
-that many bytes arrived here we answer "ACK" and the test host powers off,
-so the tail of the output is never lost.  Exit status: the command's,
-124 on timeout, 125 when the test host failed, 128+n on signal n.
+stdout and stderr.  Our stdin goes the other way over a socketpair to the
+port "kvmhost.in" (the command's stdin); our EOF shuts the socket down,
+which the test host sees as EOF on the port.  A third port carries a tiny
+line protocol (see init): the test host announces "DONE <status> <stdout
+bytes> <stderr bytes>"; once that many bytes arrived here we answer "ACK"
+and the test host powers off, so the tail of the output is never lost.
+Exit status: the command's, 124 on timeout, 125 when the test host failed,
+128+n on signal n.
+
+Terminal mode: when our stdin and stdout are a terminal whose foreground we
+are, we write its size into the --tty-file, and the test host runs the
+command on a pseudo-terminal (pty.py).  From READY on our terminal is raw,
+so every key reaches the command as it is; it is restored on every way out.
+A terminal on stdin without terminal mode is not read: the command's stdin
+is empty, as /dev/null.
 """
 
+import atexit
 import ctypes
 import errno
+import fcntl
 import os
 import selectors
 import signal
@@ -24,7 +37,9 @@ import socket
 import subprocess
 import sys
 import shutil
+import termios
 import time
+import tty
 
 T0 = time.monotonic()
 VERBOSE = os.environ.get("EMBER_KVMHOST_VERBOSE", "") not in ("", "0")
@@ -36,13 +51,31 @@ cleanup_dir = None
 scratch_tmp = None
 qemu_log = None
 child = None
+tty_saved = None      # our terminal's settings while we hold it raw
 
 
 def say(msg):
+    end = "\r\n" if tty_saved is not None else "\n"   # raw: no \n -> \r\n
     try:
-        os.write(2, ("kvmhost: %s\n" % msg).encode(errors="replace"))
+        os.write(2, ("kvmhost: %s%s" % (msg, end)).encode(errors="replace"))
     except OSError:
         pass
+
+
+def restore_tty():
+    """Give the terminal back as we found it (any way out; idempotent)."""
+    global tty_saved
+    if tty_saved is not None:
+        # Even from the background (someone stopped us and ran bg).
+        signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+        try:
+            termios.tcsetattr(0, termios.TCSADRAIN, tty_saved)
+        except termios.error:
+            pass
+        tty_saved = None
+
+
+atexit.register(restore_tty)
 
 
 def kill_qemu():
@@ -60,6 +93,7 @@ def kill_qemu():
 
 def finish(code, msg=None, show_log=False):
     kill_qemu()
+    restore_tty()
     if msg:
         if show_log:
             try:
@@ -122,6 +156,25 @@ def write_all(fd, data):
     while view:
         n = os.write(fd, view)
         view = view[n:]
+
+
+def watch(sel, fd, events, data):
+    """Keep fd registered in sel for exactly these events (0: not at all)."""
+    key = sel.get_map().get(fd)
+    if key and not events:
+        sel.unregister(fd)
+    elif not key and events:
+        sel.register(fd, events, data)
+    elif key and key.events != events:
+        sel.modify(fd, events, data)
+
+
+def in_foreground(fd):
+    """fd is a terminal whose foreground process group is ours."""
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
 
 
 def descendants(pid):
@@ -225,10 +278,12 @@ def run_direct(cmd, env=None):
 
 def main():
     global qemu, log_path, TIMEOUT, BOOT_TIMEOUT, keep_log, cleanup_dir, booted, scratch_tmp
+    global tty_saved
     BOOT_TIMEOUT = float(os.environ.get("EMBER_KVMHOST_BOOT_TIMEOUT") or 300)
     args = sys.argv[1:]
     direct = False
     env = None
+    tty_file = None
     TIMEOUT = 3600.0
     while args and args[0] != "--":
         if args[0] == "--timeout":
@@ -239,6 +294,9 @@ def main():
             args = args[2:]
         elif args[0] == "--cleanup":
             cleanup_dir = args[1]
+            args = args[2:]
+        elif args[0] == "--tty-file":
+            tty_file = args[1]
             args = args[2:]
         elif args[0] == "--scratch-tmp":
             scratch_tmp = args[1]
@@ -266,6 +324,18 @@ def main():
     qemu_argv = args[1:]
     keep_log = os.environ.get("EMBER_KVMHOST_KEEP_LOG", "") not in ("", "0")
 
+    # Terminal mode (see the top).  run gave us /dev/null for a closed stdin.
+    stdin_tty = os.isatty(0)
+    terminal = (tty_file and stdin_tty and os.isatty(1) and in_foreground(0)
+                and os.environ.get("EMBER_KVMHOST_TTY", "") != "0")
+    if terminal:
+        try:
+            size = os.get_terminal_size(1)
+            with open(tty_file, "w") as f:
+                f.write("%d %d\n" % (size.lines or 24, size.columns or 80))
+        except OSError as e:
+            finish(125, "cannot write %s: %s" % (tty_file, e))
+
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(s, on_signal)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
@@ -278,9 +348,11 @@ def main():
     ctl_ours, ctl_qemu = socket.socketpair()   # the control port, both ways
     ctl_r = ctl_w_ours = ctl_ours.fileno()
     ctl_q = ctl_qemu.fileno()
+    in_ours, in_qemu = socket.socketpair()     # our stdin -> kvmhost.in
+    in_ours.setblocking(False)
+    in_w, in_q = in_ours.fileno(), in_qemu.fileno()
     for fd in (out_r, err_r):
         try:
-            import fcntl
             fcntl.fcntl(fd, 1031, 1 << 20)  # F_SETPIPE_SZ: fewer stalls
         except OSError:
             pass
@@ -290,10 +362,12 @@ def main():
         "-chardev", "file,id=kvout,path=/dev/fdset/1,append=on",
         "-chardev", "file,id=kverr,path=/dev/fdset/2,append=on",
         "-chardev", "socket,id=kvctl,fd=%d" % ctl_q,
+        "-chardev", "socket,id=kvin,fd=%d" % in_q,
         "-device", "virtio-serial-pci,id=kvser",
         "-device", "virtserialport,bus=kvser.0,chardev=kvout,name=kvmhost.out",
         "-device", "virtserialport,bus=kvser.0,chardev=kverr,name=kvmhost.err",
         "-device", "virtserialport,bus=kvser.0,chardev=kvctl,name=kvmhost.ctl",
+        "-device", "virtserialport,bus=kvser.0,chardev=kvin,name=kvmhost.in",
     ]
     # QEMU's own messages must not mix with the command's stderr.
     global qemu_log
@@ -302,28 +376,64 @@ def main():
         with open(qemu_log, "wb") as qlog:
             qemu = subprocess.Popen(qemu_argv, stdin=subprocess.DEVNULL,
                                     stdout=qlog, stderr=qlog,
-                                    pass_fds=(out_w, err_w, ctl_q),
+                                    pass_fds=(out_w, err_w, ctl_q, in_q),
                                     preexec_fn=set_pdeathsig)
     except OSError as e:
         finish(125, "could not start %s: %s" % (qemu_argv[0], e))
     for fd in (out_w, err_w):
         os.close(fd)
     ctl_qemu.close()
+    in_qemu.close()
 
-    sel = selectors.DefaultSelector()
+    sel = selectors.PollSelector()   # unlike epoll, poll() takes files and /dev/null
     sel.register(out_r, selectors.EVENT_READ, 1)
     sel.register(err_r, selectors.EVENT_READ, 2)
     sel.register(ctl_r, selectors.EVENT_READ, 0)
+    from_qemu = {out_r, err_r, ctl_r}   # we go on while one of them is open
     got = {1: 0, 2: 0}
     ctl_buf = b""
     done = None           # (status, out bytes, err bytes)
     acked = False
     failure = None
     ready_at = None
+    # Our stdin: a chunk is read only once the socket took the last one, so
+    # a command that does not read its stdin just leaves ours unread.  EOF
+    # goes on only after READY: init waits for the port to be connected
+    # before that (a port whose host side is gone reads as EOF, too).
+    in_eof = stdin_tty and not terminal   # such a terminal is not read at all
+    in_buf = b""          # read from stdin, not yet taken by the socket
+    in_open = True        # the socket is there (no EOF sent, QEMU alive)
 
-    while sel.get_map():
+    while from_qemu:
+        # In terminal mode, the keys go to the command once it runs (raw).
+        watch(sel, 0, selectors.EVENT_READ if in_open and not in_eof and not in_buf
+              and (booted or not terminal) else 0, "in")
+        watch(sel, in_w, selectors.EVENT_WRITE if in_open and in_buf else 0, "sock")
+        if in_open and in_eof and not in_buf and booted:
+            try:
+                in_ours.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            in_open = False
         for key, _ in sel.select():
             fd, what = key.fd, key.data
+            if what == "in":
+                try:
+                    in_buf = os.read(0, 1 << 16)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    in_buf = b""
+                in_eof = not in_buf
+                continue
+            if what == "sock":
+                try:
+                    in_buf = in_buf[in_ours.send(in_buf):]
+                except (BlockingIOError, InterruptedError):
+                    pass
+                except OSError:   # QEMU is gone
+                    in_open, in_buf = False, b""
+                continue
             try:
                 data = os.read(fd, 1 << 20)
             except OSError as e:
@@ -332,6 +442,7 @@ def main():
                 raise
             if not data:
                 sel.unregister(fd)
+                from_qemu.discard(fd)
                 continue
             if what:
                 got[what] += len(data)
@@ -351,6 +462,13 @@ def main():
                         continue
                     if words[0] == "READY":
                         booted = True
+                        if terminal:
+                            try:   # TCSANOW: keys typed during the boot stay
+                                saved = termios.tcgetattr(0)
+                                tty.setraw(0, termios.TCSANOW)
+                                tty_saved = saved
+                            except termios.error:
+                                pass
                         signal.setitimer(signal.ITIMER_REAL, TIMEOUT)
                         ready_at = time.monotonic()
                         if VERBOSE:
@@ -381,7 +499,7 @@ def main():
                 kill_qemu()
                 # Drain what is left (nothing, normally) without blocking.
                 for k in list(sel.get_map().values()):
-                    if k.data:
+                    if k.data in (1, 2):
                         os.set_blocking(k.fd, False)
                         try:
                             while True:
