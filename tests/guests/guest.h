@@ -39,6 +39,8 @@ static inline uint32_t mmio_read32(uint64_t addr)
 
 void putc_serial(char c);
 void puts_serial(const char *s);
+/* v in decimal, in buf; returns where the digits start. */
+const char *dec_str(uint64_t v, char buf[21]);
 void put_dec(uint64_t v);
 void put_hex(uint64_t v);
 void boot_marker(void);

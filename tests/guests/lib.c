@@ -17,9 +17,8 @@ void puts_serial(const char *s)
     }
 }
 
-void put_dec(uint64_t v)
+const char *dec_str(uint64_t v, char buf[21])
 {
-    char buf[21];
     int i = 20;
 
     buf[i] = '\0';
@@ -27,7 +26,14 @@ void put_dec(uint64_t v)
         buf[--i] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
-    puts_serial(&buf[i]);
+    return &buf[i];
+}
+
+void put_dec(uint64_t v)
+{
+    char buf[21];
+
+    puts_serial(dec_str(v, buf));
 }
 
 void put_hex(uint64_t v)
