@@ -11,7 +11,7 @@ from conftest import ROOT, run
 
 ASAN_EMBER = pathlib.Path(os.environ.get("EMBER_ASAN_BUILD_DIR", ROOT / "build-asan")) / "ember"
 SANITIZER_ERRORS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer")
-MIN_VIRTIO_CASES = 60
+MIN_VIRTIO_CASES = 77  # every case hostile_virtio.c has
 FLOOD_BYTES = 2 << 20  # hostile_flood.c
 
 
