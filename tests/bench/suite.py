@@ -219,7 +219,7 @@ def main():
                 print(f"[{time.monotonic() - t_start:6.0f}s] run {i + 1} startup: {r}", flush=True)
             for m in net_rows:
                 for vmm, build in (("ember", blknet.ember_cmd), ("qemu", blknet.qemu_cmd)):
-                    r = blknet.one(build(m, image, srv.data, a.seconds), m)
+                    r = blknet.one(build(m, image, srv.data, a.seconds), m, timeout=300 if a.quick else 600)
                     s.setdefault(m, {}).setdefault(vmm, []).append(r)
                     print(f"[{time.monotonic() - t_start:6.0f}s] run {i + 1} {m} {vmm}: {r}", flush=True)
             save()
