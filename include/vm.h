@@ -62,9 +62,9 @@ struct vm {
     pthread_mutex_t pause_lock;
     pthread_cond_t pause_cond;
     atomic_int pause_req;
-    int nr_paused;              /* vCPU threads waiting in vcpu_pause_point */
-    struct timespec resume_at;  /* the last vm_resume */
-    int64_t resume_ns;          /* from it to the last vCPU leaving its pause */
+    int nr_paused;             /* vCPU threads waiting in vcpu_pause_point */
+    struct timespec resume_at; /* the last vm_resume */
+    int64_t resume_ns;         /* from it to the last vCPU leaving its pause */
 };
 
 /* /dev/kvm: open, check the API version and every capability ember needs. -errno. */
