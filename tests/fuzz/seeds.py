@@ -179,8 +179,64 @@ def loader():
     write("loader", "elf-64", bytes(elf64))
 
 
+def qmp():
+    # mode byte: bits 0-1 the control state (0 prelaunch, 1 running, 2 paused, 3 shutdown),
+    # bits 2-7 the size of the pieces the bytes arrive in (0: at once).
+    session = (b'{"execute": "qmp_capabilities"}\n'
+               b'{"execute": "query-status", "id": 1}\n'
+               b'{"execute": "configure", "arguments": {"kernel": "bzImage", "initrd": "initrd",'
+               b' "memory": "256M", "args": ["sh", "-c", "echo hello from the guest"]}}\n'
+               b'{"execute": "configure", "arguments": {"cpus": 2, "memory": 512, "console":'
+               b' "virtio", "net": "user,hostfwd=tcp::8080-:80", "hugepages": false}}\n'
+               b'{"execute": "cont", "id": "boot"}\n'
+               b'{"execute": "query-status"}\n')
+    write("qmp", "example-session", bytes([0]) + session)
+    write("qmp", "example-session-pieces", bytes([3 << 2]) + session)
+    queries = b"".join(b'{"execute": "%s", "id": %d}\r\n' % (name, i) for i, name in enumerate(
+        [b"query-version", b"query-commands", b"query-status", b"query-config", b"query-block",
+         b"query-metrics", b"query-cpus-fast", b"stop", b"system_reset", b"quit"]))
+    neg = b'{"execute":"qmp_capabilities"}'
+    for state in range(4):
+        write("qmp", f"queries-state-{state}", bytes([state]) + neg + queries)
+    write("qmp", "malformed",
+          bytes([0]) + b'{"execute":"query-status"}\n' + neg +
+          b'{"execute":"qmp_capabilities","arguments":{"enable":["oob"]}}\n'
+          b'{bad\n[1]\n{"arguments":{}}\n{"execute":3}\n{"execute":"query-status","arguments":[]}\n'
+          b'{"execute":"query-status","bogus":1,"id":9}\n{"execute":"nope"}\n'
+          b'{"exe\0cute"}\n{"execute":"\xff\xfe"}\n'
+          b'{"execute":"blockdev-change-medium","arguments":{"filename":1}}\n'
+          b'{"execute":"configure","arguments":{"cpu":4}}\n'
+          b'{"execute":"configure","arguments":{"cpus":4,"memory":"lots"}}\n'
+          b'{"execute":"query-status","id":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}\n'
+          b'{"execute":"cont","id":2}\n{"execute":"cont","id":3}\n')
+    write("qmp", "split-objects", bytes([1 << 2]) + neg +
+          b'{"execute":"query-version","id":5}{"execute":"query-status","id":6}')
+
+
+def config():
+    write("config", "docs-example",
+          b'{"kernel": "guest-images/out/bzImage", "initrd": "guest-images/out/initramfs.cpio.gz",\n'
+          b' "cpus": 2, "memory": "512M", "console": "virtio",\n'
+          b' "disk": ["data.img,id=data"], "args": ["sh", "-c", "cat /proc/cpuinfo"]}\n')
+    write("config", "all-fields",
+          b'{"kernel": "k", "cpus": 2, "memory": "1G", "hugepages": true, "console": "virtio",'
+          b' "disk": ["a.img,ro,id=root", "b.img"], "net": "user,hostfwd=tcp::8080-:80",'
+          b' "args": ["sh", "-c", "x"], "cmdline": "quiet", "no-default-cmdline": true,'
+          b' "no-rng": true, "boot-timer": false, "on-reboot": "restart", "api-sock": "/tmp/s"}')
+    write("config", "numbers", b'{"memory": 512, "hugepages": false, "cpus": "4"}')
+    write("config", "bad-memory", b'{"cpus": 4, "memory": "lots"}')
+    write("config", "unknown-field", b'{"cpu": 4}')
+    write("config", "recursion", b'{"config": "x.json"}')
+    write("config", "bad-args", b'{"args": ["a", 1]}')
+    write("config", "nul", b'{"kernel": "a\\u0000b"}')
+    write("config", "fraction", b'{"cpus": 1.5}')
+    write("config", "array", b'[1]')
+    write("config", "trailing", b'{"cpus": 1} {"cpus": 2}')
+    write("config", "truncated", b'{"disk": ["a.img",')
+
+
 if __name__ == "__main__":
-    for fn in (virtq, blk, net, console, mmio, loader):
+    for fn in (virtq, blk, net, console, mmio, loader, qmp, config):
         for old in (HERE / "corpus" / fn.__name__).glob("seed-*"):
             old.unlink()
         fn()
