@@ -31,6 +31,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import re
 import selectors
 import signal
 import socket
@@ -134,6 +135,28 @@ def on_timeout(_signum, _frame):
                % fmt(TIMEOUT), show_log=True)
     finish(124, "timeout: the test host did not start the command within %s s"
            % fmt(BOOT_TIMEOUT), show_log=True)
+
+
+lockup_seen = 0   # bytes of the console log already looked at
+
+
+def check_lockup():
+    """Nested KVM under TCG can wedge the test host for good (its watchdog then reports CPUs
+    stuck for minutes): give up on it rather than wait for the time limit."""
+    global lockup_seen
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(lockup_seen)
+            text = f.read()
+    except OSError:
+        return
+    cut = text.rfind(b"\n") + 1
+    lockup_seen += cut
+    for m in re.finditer(rb"soft lockup - CPU#\d+ stuck for (\d+)s", text[:cut]):
+        if int(m.group(1)) >= 120:
+            finish(125, "the test host locked up (its CPUs stuck for %s s: a hang of nested "
+                   "KVM under TCG emulation, not of the command); killed it"
+                   % m.group(1).decode(), show_log=True)
 
 
 def fmt(secs):
@@ -415,7 +438,10 @@ def main():
             except OSError:
                 pass
             in_open = False
-        for key, _ in sel.select():
+        events = sel.select(5)
+        if not events:
+            check_lockup()
+        for key, _ in events:
             fd, what = key.fd, key.data
             if what == "in":
                 try:
