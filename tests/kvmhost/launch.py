@@ -138,18 +138,28 @@ def on_timeout(_signum, _frame):
 
 
 lockup_seen = 0   # bytes of the console log already looked at
+log_alive_at = time.monotonic()  # when the console log last grew (init logs "alive" every 30 s)
+log_size = 0
 
 
 def check_lockup():
     """Nested KVM under TCG can wedge the test host for good (its watchdog then reports CPUs
     stuck for minutes): give up on it rather than wait for the time limit."""
-    global lockup_seen
+    global lockup_seen, log_alive_at, log_size
     try:
         with open(log_path, "rb") as f:
             f.seek(lockup_seen)
             text = f.read()
     except OSError:
         return
+    now = time.monotonic()
+    if lockup_seen + len(text) != log_size:
+        log_size = lockup_seen + len(text)
+        log_alive_at = now
+    elif booted and now - log_alive_at > 180:
+        finish(125, "the test host stopped responding (no heartbeat on its console for %d s: "
+               "nested KVM under TCG wedged, not the command); killed it"
+               % (now - log_alive_at), show_log=True)
     cut = text.rfind(b"\n") + 1
     lockup_seen += cut
     for m in re.finditer(rb"soft lockup - CPU#\d+ stuck for (\d+)s", text[:cut]):
