@@ -51,6 +51,8 @@ int control_open(struct control **out, struct vm_config *cfg, struct loop *loop,
                  const struct timespec *start_wall);
 /* Send what is queued (up to timeout_ms), close the socket and free everything. */
 void control_close(struct control *c, int timeout_ms);
+/* ember's version as QMP gives it (greeting and query-version): a new object. */
+json_object *control_version_object(void);
 
 /* Before boot: waiting for configuration and `cont`. */
 int control_prelaunch(const struct control *c);

@@ -18,7 +18,7 @@
 #define EMBER_VERSION "0.1.0"
 #endif
 
-static json_object *version_object(void)
+json_object *control_version_object(void)
 {
     json_object *v = json_object_new_object(), *q = json_object_new_object();
     int major = 0, minor = 0, micro = 0;
@@ -50,7 +50,7 @@ int control_open(struct control **out, struct vm_config *cfg, struct loop *loop,
     c->start_wall = *start_wall;
     c->statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC); /* -1: no RSS metric */
     c->state = cfg->kernel ? CTL_RUNNING : CTL_PRELAUNCH;
-    c->qmp = qmp_server_new(control_dispatch, c, version_object());
+    c->qmp = qmp_server_new(control_dispatch, c, control_version_object());
     if (!c->qmp) {
         control_close(c, 0);
         log_err("out of memory for the control socket");

@@ -130,17 +130,8 @@ static const char *arg_str(struct qmp_request *req, const char *key)
 
 static enum qmp_result cmd_query_version(struct control *c, struct qmp_request *req)
 {
-    json_object *v = json_object_new_object(), *q = json_object_new_object();
-    int major = 0, minor = 0, micro = 0;
-
     (void)c;
-    sscanf(EMBER_VERSION, "%d.%d.%d", &major, &minor, &micro);
-    json_object_object_add(q, "major", json_object_new_int(major));
-    json_object_object_add(q, "minor", json_object_new_int(minor));
-    json_object_object_add(q, "micro", json_object_new_int(micro));
-    json_object_object_add(v, "qemu", q);
-    json_object_object_add(v, "package", json_object_new_string("ember " EMBER_VERSION));
-    req->ret = v;
+    req->ret = control_version_object();
     return QMP_OK;
 }
 
