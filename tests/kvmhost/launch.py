@@ -138,8 +138,60 @@ def on_timeout(_signum, _frame):
 
 
 lockup_seen = 0   # bytes of the console log already looked at
-log_alive_at = time.monotonic()  # when the console log last grew (init logs "alive" every 30 s)
+log_alive_at = time.monotonic()  # when the console log last grew (init logs "alive" every 15 s)
 log_size = 0
+# Console silence (s) that means the test host wedged; init logs a heartbeat every 15 s.
+SILENCE = float(os.environ.get("EMBER_KVMHOST_SILENCE") or 90)
+
+
+def diagnose():
+    """Before killing a wedged test host, write what QEMU's threads and the emulated CPUs were
+    doing into wedge.txt next to the console log (the job dir is kept)."""
+    if qemu is None or qemu.poll() is not None or not log_path:
+        return
+    out = []
+    task = "/proc/%d/task" % qemu.pid
+    for _ in range(2):
+        try:
+            for t in sorted(os.listdir(task), key=int):
+                with open("%s/%s/stat" % (task, t)) as f:
+                    st = f.read()
+                with open("%s/%s/comm" % (task, t)) as f:
+                    comm = f.read().strip()
+                rest = st[st.rindex(")") + 2:].split()
+                out.append("thread %s %-16s state %s utime %s stime %s"
+                           % (t, comm, rest[0], rest[11], rest[12]))
+        except (OSError, ValueError):
+            pass
+        out.append("")
+        time.sleep(1)
+    sock_path = os.path.join(os.path.dirname(log_path), "monitor.sock")
+    try:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.connect(sock_path)
+        s.sendall(b"info cpus\ninfo registers -a\ninfo registers -a\n")
+        end = time.monotonic() + 8
+        data = b""
+        while time.monotonic() < end:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", data.decode(errors="replace"))
+        out.extend(line for line in text.splitlines()
+                   if not re.match(r"(\(qemu\)|FPR|YMM|XMM|FCW|DR[0-7])", line))
+    except OSError as e:
+        out.append("monitor %s: %s" % (sock_path, e))
+    try:
+        with open(os.path.join(os.path.dirname(log_path), "wedge.txt"), "w") as f:
+            f.write("\n".join(out))
+    except OSError:
+        pass
 
 
 def check_lockup():
@@ -156,7 +208,8 @@ def check_lockup():
     if lockup_seen + len(text) != log_size:
         log_size = lockup_seen + len(text)
         log_alive_at = now
-    elif booted and now - log_alive_at > 180:
+    elif booted and now - log_alive_at > SILENCE:
+        diagnose()
         finish(125, "the test host stopped responding (no heartbeat on its console for %d s: "
                "nested KVM under TCG wedged, not the command); killed it"
                % (now - log_alive_at), show_log=True)
@@ -164,6 +217,7 @@ def check_lockup():
     lockup_seen += cut
     for m in re.finditer(rb"soft lockup - CPU#\d+ stuck for (\d+)s", text[:cut]):
         if int(m.group(1)) >= 120:
+            diagnose()
             finish(125, "the test host locked up (its CPUs stuck for %s s: a hang of nested "
                    "KVM under TCG emulation, not of the command); killed it"
                    % m.group(1).decode(), show_log=True)
