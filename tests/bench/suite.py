@@ -211,18 +211,20 @@ def main():
                     for vmm, r in pair.items():
                         s.setdefault(row, {}).setdefault(vmm, []).append(r)
                     print(f"[{time.monotonic() - t_start:6.0f}s] run {i + 1} {row}: {pair}", flush=True)
+                    save()
             if "startup" in rows:
                 r = startup(3)
                 if i == 0:  # deterministic: once is enough
                     r[0]["instructions"] = startup_instructions()
                 s.setdefault("startup", {}).setdefault("ember", []).extend(r)
                 print(f"[{time.monotonic() - t_start:6.0f}s] run {i + 1} startup: {r}", flush=True)
+                save()
             for m in net_rows:
                 for vmm, build in (("ember", blknet.ember_cmd), ("qemu", blknet.qemu_cmd)):
                     r = blknet.one(build(m, image, srv.data, a.seconds), m, timeout=300 if a.quick else 600)
                     s.setdefault(m, {}).setdefault(vmm, []).append(r)
                     print(f"[{time.monotonic() - t_start:6.0f}s] run {i + 1} {m} {vmm}: {r}", flush=True)
-            save()
+                save()
     finally:
         if srv:
             srv.close()
@@ -231,6 +233,7 @@ def main():
             r = density(vmm, a.density, 120 if a.quick else 400)
             s.setdefault("density", {})[vmm] = [r]
             print(f"[{time.monotonic() - t_start:6.0f}s] density {vmm}: {r}", flush=True)
+            save()
     if "exec" in rows:
         s["exec"] = exec_row(1 if a.quick else 5)
         print(f"[{time.monotonic() - t_start:6.0f}s] exec: {s['exec']}", flush=True)
