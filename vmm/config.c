@@ -50,6 +50,26 @@ static void release(struct vm_config *cfg, struct config_owned *until)
     }
 }
 
+int config_check_file(const char *path, const char **why)
+{
+    struct stat st;
+    int fd, err = 0;
+
+    if (!path)
+        return 0;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        err = -errno;
+        *why = strerror(errno);
+    } else if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+        err = -EINVAL;
+        *why = "not a regular file";
+    }
+    if (fd >= 0)
+        close(fd);
+    return err;
+}
+
 void config_free(struct vm_config *cfg)
 {
     release(cfg, NULL);

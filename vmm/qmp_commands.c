@@ -336,24 +336,12 @@ static const char *const configurable[] = {
 /* A kernel or initrd must be a readable regular file, said now rather than at `cont`. */
 static int check_file(struct qmp_request *req, const char *field, const char *path)
 {
-    struct stat st;
-    int fd;
+    const char *why;
 
-    if (!path)
+    if (!config_check_file(path, &why))
         return 0;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        qmp_error(req, NULL, "field '%s': %.400s: %s", field, path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    close(fd);
-    if (!S_ISREG(st.st_mode)) {
-        qmp_error(req, NULL, "field '%s': %.400s is not a regular file", field, path);
-        return -1;
-    }
-    return 0;
+    qmp_error(req, NULL, "field '%s': %.400s: %s", field, path, why);
+    return -1;
 }
 
 /* A disk must open the way the VM will open it. */

@@ -370,25 +370,12 @@ fail:
 /* Name a missing or unreadable file before anything else, so the error is about it. */
 static int check_file(const char *flag, const char *path)
 {
-    struct stat st;
-    int fd;
+    const char *why;
+    int err = config_check_file(path, &why);
 
-    if (!path)
-        return 0;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        int err = errno;
-        log_err("%s %s: %s", flag, path, strerror(err));
-        if (fd >= 0)
-            close(fd);
-        return -err;
-    }
-    close(fd);
-    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-        log_err("%s %s: not a regular file", flag, path);
-        return -EINVAL;
-    }
-    return 0;
+    if (err)
+        log_err("%s %s: %s", flag, path, why);
+    return err;
 }
 
 /* ---- running ---- */
