@@ -49,17 +49,9 @@ static void reset(struct virtio_dev *d)
 /* Echo device: answers every chain by writing "ok" into it. */
 static void queue_notify(struct virtio_dev *d, struct virtq *q)
 {
-    int r;
-
     if (!active || d->broken || !q->ready || !(d->status & VIRTIO_STATUS_DRIVER_OK))
         abort(); /* a kick reached a device that is not running */
-    while ((r = virtq_pop(q, &chain)) == 1) {
-        fz_check_chain(&f, &chain);
-        virtq_push(q, chain.head, (uint32_t)virtq_chain_write(&chain, 0, "ok", 2));
-    }
-    if (r < 0)
-        virtio_mark_broken(d, "bad chain");
-    virtio_notify_used(d, q);
+    fake_echo_queue(&f, d, q, &chain, fz_check_chain);
 }
 
 static const struct virtio_dev_ops ops = {

@@ -241,3 +241,19 @@ uint32_t fake_used_len(const struct fake_queue *q, uint16_t i)
     fake_used_elem(q, i, &id, &len);
     return len;
 }
+
+void fake_echo_queue(struct fake_vm *f, struct virtio_dev *d, struct virtq *q,
+                     struct virtq_chain *chain,
+                     void (*check)(struct fake_vm *f, const struct virtq_chain *c))
+{
+    int r;
+
+    while ((r = virtq_pop(q, chain)) == 1) {
+        if (check)
+            check(f, chain);
+        virtq_push(q, chain->head, (uint32_t)virtq_chain_write(chain, 0, "ok", 2));
+    }
+    if (r < 0)
+        virtio_mark_broken(d, "bad chain");
+    virtio_notify_used(d, q);
+}

@@ -45,6 +45,12 @@ uint32_t fake_negotiate(struct fake_vm *f, uint64_t base, uint64_t features);
 /* The 64-bit feature set the device offers. */
 uint64_t fake_offered(struct fake_vm *f, uint64_t base);
 
+/* The body of an echo device's queue_notify: answers every chain of q by writing "ok" into it
+ * (after check(f, chain) when check is not NULL); a bad chain marks the device broken. */
+void fake_echo_queue(struct fake_vm *f, struct virtio_dev *d, struct virtq *q,
+                     struct virtq_chain *chain,
+                     void (*check)(struct fake_vm *f, const struct virtq_chain *c));
+
 /* One buffer of a chain: flags is F_WRITE or 0 (F_NEXT is added by fake_queue_add). */
 struct fake_buf {
     uint64_t gpa;
