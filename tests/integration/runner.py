@@ -78,7 +78,7 @@ def run_pass(ids, scratch, tag, extra):
         rc = subprocess.run([os.path.join(ROOT, "tests", "kvmhost", "run"), "--scratch", scratch,
                              "--", PY, "-m", "pytest", "-p", "no:cacheprovider", "-vv",
                              "-rfE"] + extra + sorted(set(n.split("::")[0] for n in pending)),
-                            cwd=ROOT, env=env).returncode
+                            cwd=ROOT, env=env, stdout=sys.stderr).returncode
         ended, started = read_log(log)
         outcome.update(ended)
         pending = [n for n in pending if n not in ended]
