@@ -177,7 +177,7 @@ static const struct option run_options[] = {
 
 static int bad(const char *flag, const char *value, const char *expect)
 {
-    log_err("%s: '%s' is not valid; expected %s (see ember run --help)", flag, value, expect);
+    log_err("%s: '%s' is not valid; expected %s (see --help)", flag, value, expect);
     return -EINVAL;
 }
 

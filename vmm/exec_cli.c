@@ -80,7 +80,6 @@ static int parse_one(int opt, const char *arg, struct exec_config *x)
 {
     char *end;
     unsigned long v;
-    uint64_t size;
 
     if (opt >= OPT_SANDBOX_FIRST && opt <= OPT_SANDBOX_LAST)
         return cli_sandbox_option(opt, arg, &x->vm);
@@ -105,19 +104,10 @@ static int parse_one(int opt, const char *arg, struct exec_config *x)
         else
             return bad("--net", arg, "none or user");
         return 0;
-    case X_CPUS:
-        errno = 0;
-        v = strtoul(arg, &end, 10);
-        if (errno || end == arg || *end || v < 1 || v > VM_MAX_CPUS)
-            return bad("--cpus", arg, "a number of vCPUs from 1 to " EMBER_STR(VM_MAX_CPUS));
-        x->vm.cpus = (int)v;
-        return 0;
+    case X_CPUS: /* the same flags as ember run's */
+        return cli_apply_flag(&x->vm, "cpus", arg);
     case X_MEMORY:
-        if (parse_size(arg, &size) || size < CONFIG_MIN_MEMORY || size > CONFIG_MAX_MEMORY ||
-            (size & 0xfff))
-            return bad("--memory", arg, "a size from 16M to 1T like 512M");
-        x->vm.memory = size;
-        return 0;
+        return cli_apply_flag(&x->vm, "memory", arg);
     case X_TIMEOUT:
         errno = 0;
         v = strtoul(arg, &end, 10);
@@ -138,11 +128,9 @@ static int parse_one(int opt, const char *arg, struct exec_config *x)
         x->workdir = arg;
         return 0;
     case X_KERNEL:
-        x->vm.kernel = arg;
-        return 0;
+        return cli_apply_flag(&x->vm, "kernel", arg);
     case X_INITRD:
-        x->vm.initrd = arg;
-        return 0;
+        return cli_apply_flag(&x->vm, "initrd", arg);
     case X_NO_JAIL:
         x->no_jail = 1;
         return 0;
