@@ -39,23 +39,24 @@ def qemu_cmd(cpus, mem):
             "-initrd", str(IMAGES / "initramfs.cpio.gz"), "-append", append]
 
 
-def rss_beyond_guest(pid, guest_bytes):
-    """Sum Rss over mappings, except the guest RAM mapping(s) (sized like guest RAM)."""
+def rss_beyond_guest(pid, guest_bytes, field="Rss"):
+    """Sum a smaps field (Rss; or with field="Private_" Private_Clean+Private_Dirty) over every
+    mapping except the guest RAM mapping(s) (sized like guest RAM), in MiB."""
     total, size = 0, 0
     with open(f"/proc/{pid}/smaps") as f:
         for line in f:
             m = re.match(r"^([0-9a-f]+)-([0-9a-f]+) ", line)
             if m:
                 size = int(m.group(2), 16) - int(m.group(1), 16)
-            elif line.startswith("Rss:") and size < guest_bytes:
+            elif line.startswith(field) and size < guest_bytes:
                 total += int(line.split()[1])
-    return total / 1024.0  # MiB
+    return total / 1024.0
 
 
 def one(cmd, mem):
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, ready, rss = b"", None, None
+    out, ready, rss, private = b"", None, None, None
     deadline = t0 + 300
     while time.monotonic() < deadline:
         r, _, _ = select.select([p.stdout], [], [], 1)
@@ -69,11 +70,13 @@ def one(cmd, mem):
             ready = time.monotonic() - t0
         if rss is None and ready is not None and re.search(rb"\n\d+\.\d+ \d+\.\d+", out):
             rss = rss_beyond_guest(p.pid, mem << 20)
+            private = rss_beyond_guest(p.pid, mem << 20, "Private_")
     err = p.stderr.read().decode(errors="replace")
     p.wait(timeout=60)
     up = re.search(rb"\n(\d+\.\d+) \d+\.\d+", out)
     first = re.search(r"first KVM_RUN ([0-9.]+) ms after ember started \(([0-9.]+) ms", err)
     return {"ready_s": ready, "uptime_s": float(up.group(1)) if up else None, "rss_mib": rss,
+            "private_mib": private,
             "first_run_ms": float(first.group(1)) if first else None,
             "first_run_cpu_ms": float(first.group(2)) if first else None, "exit": p.returncode}
 
@@ -101,6 +104,7 @@ def main():
     for key, label in [("ready_s", "process start -> EMBER-INIT-READY (s)"),
                        ("uptime_s", "guest kernel uptime at init (s)"),
                        ("rss_mib", "RSS beyond guest memory (MiB)"),
+                       ("private_mib", "private memory beyond guest memory (MiB)"),
                        ("first_run_ms", "exec -> first KVM_RUN, wall (ms)"),
                        ("first_run_cpu_ms", "exec -> first KVM_RUN, CPU (ms)")]:
         e = [r[key] for r in res["ember"]]
