@@ -292,18 +292,24 @@ def test_hostile_clients_leave_ember_answering(preboot):
     assert g.proc.poll() is None, g
 
 
+def status_round_trips(q, n=1000):
+    """n query-status round trips: (median, p99, max) in microseconds."""
+    samples = []
+    for _ in range(n):
+        t = time.perf_counter_ns()
+        q.cmd("query-status")
+        samples.append((time.perf_counter_ns() - t) / 1e3)
+    samples.sort()
+    return statistics.median(samples), samples[int(n * 0.99) - 1], samples[-1]
+
+
 def test_query_status_latency_before_boot(preboot):
     """The protocol alone (no guest running): what a client pays per request."""
     sock, _ = preboot
     with QMP(sock) as q:
-        samples = []
-        for _ in range(1000):
-            t = time.perf_counter_ns()
-            q.cmd("query-status")
-            samples.append((time.perf_counter_ns() - t) / 1e3)
-    samples.sort()
+        med, p99, _ = status_round_trips(q)
     print(f"\nMEASURE query-status round trip, no guest, 1000 calls: median "
-          f"{statistics.median(samples):.1f} us, p99 {samples[989]:.1f} us")
+          f"{med:.1f} us, p99 {p99:.1f} us")
 
 
 def test_stale_socket_is_replaced_and_live_one_refused(ember, preboot, tmp_path):
@@ -483,16 +489,9 @@ def test_stop_and_cont_really_stop_the_guest(vm):
 
 
 def test_query_status_latency(vm):
-    q = vm["qmp"]
-    samples = []
-    for _ in range(1000):
-        t = time.perf_counter_ns()
-        q.cmd("query-status")
-        samples.append((time.perf_counter_ns() - t) / 1e3)
-    samples.sort()
-    med, p99 = statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
+    med, p99, worst = status_round_trips(vm["qmp"])
     print(f"\nMEASURE query-status round trip over 1000 calls: median {med:.1f} us, "
-          f"p99 {p99:.1f} us, max {samples[-1]:.1f} us")
+          f"p99 {p99:.1f} us, max {worst:.1f} us")
     assert med < 50000
 
 
