@@ -146,12 +146,15 @@ static int handle_exit(struct vcpu *v)
     case KVM_EXIT_SHUTDOWN: {
         /* A triple fault: what real hardware turns into a reset. Say so: it is a guest bug. */
         struct kvm_regs regs;
+        int got = ioctl(v->fd, KVM_GET_REGS, &regs) == 0;
 
-        if (ioctl(v->fd, KVM_GET_REGS, &regs) == 0)
+        /* On AMD SVM, KVM reinitializes the vCPU (rip 0xfff0) before it reports the shutdown. */
+        if (got && regs.rip != 0xfff0)
             log_warn("vCPU %d: triple fault at rip 0x%llx; treating it as a reset", v->index,
                      (unsigned long long)regs.rip);
         else
-            log_warn("vCPU %d: triple fault; treating it as a reset", v->index);
+            log_warn("vCPU %d: triple fault (rip unknown: %s); treating it as a reset", v->index,
+                     got ? "KVM reset the vCPU before reporting it" : "KVM_GET_REGS failed");
         vm_request_stop(v->vm, STOP_RESET);
         return 0;
     }
