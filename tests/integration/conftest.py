@@ -7,6 +7,7 @@ import os
 import pathlib
 import subprocess
 import tempfile
+import time
 
 import pytest
 
@@ -38,6 +39,7 @@ def pytest_collection_modifyitems(config, items):
 
 _outcome = {}
 _reason = {}
+_started = {}
 
 
 def _log_line(line):
@@ -50,6 +52,7 @@ def _log_line(line):
 
 
 def pytest_runtest_logstart(nodeid, location):
+    _started[nodeid] = time.monotonic()
     _log_line("start\t" + nodeid)
 
 
@@ -66,7 +69,8 @@ def pytest_runtest_logreport(report):
 
 def pytest_runtest_logfinish(nodeid, location):
     reason = _reason.pop(nodeid, "").replace("\t", " ")
-    _log_line("end\t%s\t%s\t%s" % (nodeid, _outcome.pop(nodeid, "failed"), reason))
+    secs = time.monotonic() - _started.pop(nodeid, time.monotonic())
+    _log_line("end\t%s\t%s\t%.1f\t%s" % (nodeid, _outcome.pop(nodeid, "failed"), secs, reason))
 
 
 def _require(path: pathlib.Path, how: str) -> pathlib.Path:
@@ -112,9 +116,15 @@ class Result:
 
 
 def run(cmd, timeout=120, input=None):
-    """Run a command, capture stdout/stderr apart; a hang is a test failure, not a hang."""
-    cp = subprocess.run([str(c) for c in cmd], stdin=subprocess.DEVNULL if input is None else None,
-                        input=input, capture_output=True, timeout=timeout)
+    """Run a command, capture stdout/stderr apart; a hang is a test failure, not a hang: on
+    timeout the command is killed and the Result has code "timeout" and the output so far."""
+    args = [str(c) for c in cmd]
+    try:
+        cp = subprocess.run(args, stdin=subprocess.DEVNULL if input is None else None,
+                            input=input, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        cp = subprocess.CompletedProcess(args, f"timeout (killed after {timeout} s)",
+                                         e.stdout or b"", e.stderr or b"")
     return Result(cp)
 
 
