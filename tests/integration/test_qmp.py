@@ -348,6 +348,25 @@ def test_quit_before_boot_exits_zero_after_shutdown(preboot):
     assert g.finish(30) == 0, g
 
 
+def test_guest_panic_sends_guest_panicked_then_shutdown(ember, images, tmp_path):
+    """rdinit=/bin/false: PID 1 exits, the kernel panics, pvpanic reports it."""
+    sock = str(tmp_path / "api.sock")
+    g = start_ember(ember, sock)
+    try:
+        with QMP(sock) as q:
+            q.cmd("configure", {"kernel": str(images / "bzImage"),
+                                "initrd": str(images / "initramfs.cpio.gz"),
+                                "cmdline": "rdinit=/bin/false"})
+            q.cmd("cont", timeout=60)
+            ev = q.wait_event("GUEST_PANICKED", timeout=240)
+            assert ev["data"] == {"action": "poweroff"}, ev
+            ev = q.wait_event("SHUTDOWN", timeout=30)
+            assert ev["data"] == {"guest": True, "reason": "guest-panic", "exit-code": 121}, ev
+        assert g.finish(30) == 121, g
+    finally:
+        g.kill()
+
+
 def test_config_file(ember, images, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"kernel": str(images / "bzImage"), "cpu": 2}))
