@@ -8,7 +8,7 @@ The tests are collected here (collection needs no KVM) and their files shared ou
 $EMBER_TEST_LANES lanes (default: 2 on a machine with 2 or more CPUs in the emulated test host,
 1 where KVM runs directly), balanced by the durations measured last time
 (~/.cache/ember/test-durations.json, else by test count).  Each lane runs its files in a test
-host of its own (with $EMBER_KVMHOST_CPUS, default 1 per lane when there are several) that
+host of its own (with $EMBER_KVMHOST_CPUS, default 1: more vCPUs make nested SVM flaky) that
 reports each test's start and end as they happen (conftest.py: $EMBER_TESTS_LOG).
 
 Nested KVM under TCG emulation now and then wedges a whole test host (tests/kvmhost kills it
@@ -204,7 +204,8 @@ def main():
     direct = direct_kvm()
     lanes = int(os.environ.get("EMBER_TEST_LANES") or
                 (1 if direct or (os.cpu_count() or 1) < 2 else 2))
-    cpus = os.environ.get("EMBER_KVMHOST_CPUS") or ("1" if lanes > 1 else "")
+    # 1 vCPU per test host whatever the lanes: guests triple-fault in multi-vCPU ones.
+    cpus = os.environ.get("EMBER_KVMHOST_CPUS") or ("" if direct else "1")
     groups, load = share_out(ids, max(1, lanes), durations)
     say("%d tests in %d lane(s)%s, about %s s each (%s)"
         % (len(ids), len(groups), ", %s CPU(s) per test host" % cpus if cpus and not direct else "",
