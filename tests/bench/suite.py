@@ -235,7 +235,7 @@ def main():
             print(f"[{time.monotonic() - t_start:6.0f}s] density {vmm}: {r}", flush=True)
             save()
     if "exec" in rows:
-        s["exec"] = exec_row(1 if a.quick else 5)
+        s["exec"] = exec_row(a.runs)
         print(f"[{time.monotonic() - t_start:6.0f}s] exec: {s['exec']}", flush=True)
     res["env"]["duration_s"] = round(time.monotonic() - t_start)
     save()

@@ -8,40 +8,59 @@
 # Where init puts the initramfs's busybox and its applets inside the job's root (a tmpfs): the
 # host's own programs are amd64 and cannot run in the test host.
 foreign_bin=/run/kvmhost/bin
+modprobe=$(command -v modprobe 2>/dev/null || command -v /usr/sbin/modprobe /sbin/modprobe 2>/dev/null | head -n1)
+depmod=$(command -v depmod 2>/dev/null || command -v /usr/sbin/depmod /sbin/depmod 2>/dev/null | head -n1)
+[ -n "$modprobe" ] && [ -n "$depmod" ] || die "modprobe or depmod is missing: run apt-get install kmod"
 
-# aarch64_requirements: fills missing/pkgs like run's x86_64 checks, then sets kernel, kver,
-# bb and bb_run (how to run that busybox here: for its applet list), moddir (a modules tree
-# with modules.dep for modprobe -d) and MODULES.
+# aarch64_pick_kernel: like run's pick_kernel: sets kernel, kver and kernel_why, or kernel_err;
+# also moddir (a modules tree with modules.dep, for modprobe -d) and mod_dir. Debian's generic
+# arm64 kernel (linux-image-arm64), which has 9p; the cloud flavour has not.
+aarch64_pick_kernel() {
+	local kdeb tmp
+	kdeb=$("$HERE/../../cross/fetch-deb" linux-image-arm64:arm64) || {
+		kernel_err="cannot fetch Debian's arm64 kernel (cross/fetch-deb linux-image-arm64:arm64 above)"
+		return 1
+	}
+	kernel=$(ls -1 "$kdeb"/boot/vmlinuz-* 2>/dev/null | head -n1)
+	kver=${kernel##*/vmlinuz-}
+	if [ -z "$kernel" ] || [ ! -d "$kdeb/lib/modules/$kver/kernel" ]; then
+		kernel_err="no kernel and modules in $kdeb"
+		return 1
+	fi
+	kernel_why="the kernel of linux-image-arm64, unpacked by cross/fetch-deb"
+	# The package has no modules.dep (depmod runs at install): make one beside it, once.
+	moddir=$cache_root/aarch64-modules-$kver-$(stat -c '%s-%Y' "$kernel")
+	mod_dir=$moddir/lib/modules
+	[ -s "$mod_dir/$kver/modules.dep" ] && return 0
+	if ! mkdir -p "$cache_root" || ! tmp=$(mktemp -d "$cache_root/.build.XXXXXX"); then
+		kernel_err="cannot write $cache_root"
+		return 1
+	fi
+	mkdir -p "$tmp/lib/modules/$kver"
+	ln -s "$kdeb/lib/modules/$kver/kernel" "$tmp/lib/modules/$kver/kernel"
+	if ! cp "$kdeb/lib/modules/$kver"/modules.{order,builtin,builtin.modinfo} "$tmp/lib/modules/$kver/" ||
+		! "$depmod" -b "$tmp" "$kver"; then
+		rm -rf "$tmp"
+		kernel_err="depmod for $kver failed"
+		return 1
+	fi
+	mv -T "$tmp" "$moddir" 2>/dev/null || rm -rf "$tmp"
+}
+
+# aarch64_requirements: fills missing/pkgs like run's x86_64 checks; sets bb and bb_run (how to
+# run that busybox here: for its applet list) and MODULES.
 aarch64_requirements() {
-	local kdeb bbdeb tmp
+	local bbdeb
 	need qemu-system-aarch64 qemu-system-arm
 	need qemu-aarch64-static qemu-user-static
-	modprobe=$(command -v modprobe 2>/dev/null || command -v /usr/sbin/modprobe /sbin/modprobe 2>/dev/null | head -n1)
-	depmod=$(command -v depmod 2>/dev/null || command -v /usr/sbin/depmod /sbin/depmod 2>/dev/null | head -n1)
-	[ -n "$modprobe" ] && [ -n "$depmod" ] || { missing+=(modprobe depmod); pkgs+=(kmod); }
 	need cpio cpio
 	need gzip gzip
 	need apt-get apt
 	[ ${#missing[@]} -eq 0 ] || return 0
-	kdeb=$("$HERE/../../cross/fetch-deb" linux-image-arm64:arm64) ||
-		die "cannot fetch Debian's arm64 kernel (cross/fetch-deb linux-image-arm64:arm64 above)"
 	bbdeb=$("$HERE/../../cross/fetch-deb" busybox-static:arm64) ||
 		die "cannot fetch busybox-static:arm64 (cross/fetch-deb above)"
-	kernel=$(ls -1 "$kdeb"/boot/vmlinuz-* 2>/dev/null | head -n1)
-	kver=${kernel##*/vmlinuz-}
-	[ -n "$kernel" ] && [ -d "$kdeb/lib/modules/$kver/kernel" ] || die "no kernel and modules in $kdeb"
 	bb=$bbdeb/bin/busybox
 	bb_run=(qemu-aarch64-static "$bb")
-	# The package has no modules.dep (depmod runs at install): make one beside it, once.
-	moddir=$cache_root/aarch64-modules-$kver-$(stat -c '%s-%Y' "$kernel")
-	if [ ! -s "$moddir/lib/modules/$kver/modules.dep" ]; then
-		mkdir -p "$cache_root" && tmp=$(mktemp -d "$cache_root/.build.XXXXXX") || die "cannot write $cache_root"
-		mkdir -p "$tmp/lib/modules/$kver"
-		ln -s "$kdeb/lib/modules/$kver/kernel" "$tmp/lib/modules/$kver/kernel"
-		cp "$kdeb/lib/modules/$kver"/modules.{order,builtin,builtin.modinfo} "$tmp/lib/modules/$kver/" &&
-			"$depmod" -b "$tmp" "$kver" || { rm -rf "$tmp"; die "depmod for $kver failed"; }
-		mv -T "$tmp" "$moddir" 2>/dev/null || rm -rf "$tmp"
-	fi
 	# KVM is built in; virtio_pci carries the 9p shares and the serial ports (PCIe of -M virt).
 	MODULES="virtio_pci 9pnet_virtio 9p overlay virtio_console tun"
 }
