@@ -15,7 +15,9 @@ struct fdt_mmio_dev {
     uint32_t spi; /* SPI number (interrupt ID - 32) */
 };
 
-/* Everything the device tree says; addresses are guest-physical. */
+/* Everything the device tree says; addresses are guest-physical. The control page (boot marker,
+ * exit status) has no device tree binding and no node: the guest's init finds it at
+ * A64_CTRL_PAGE_GPA, the same address as on x86_64. */
 struct fdt_machine {
     uint64_t ram_base, ram_size;
     int nr_cpus;
