@@ -391,7 +391,6 @@ static int setup_host(struct machine *m)
     sigaddset(&mask, SIGHUP);
     if (pthread_sigmask(SIG_BLOCK, &mask, NULL))
         return -EINVAL;
-    signal(SIGPIPE, SIG_IGN);
     m->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     if (m->signal_fd < 0)
         return log_errno("signalfd");
