@@ -23,6 +23,7 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #define MAX_ENTRIES (CONFIG_MAX_DISKS + 4)
@@ -282,7 +283,31 @@ static void cleanup(struct jail *jl)
         rmdir(jl->cgroup);
 }
 
-/* Supervisor: wait for the child, relaying SIGINT/SIGTERM/SIGHUP through the pipe. */
+/* Supervisor: what the jailed ember's end means for ember's exit code. */
+static int child_code(int st)
+{
+    int sig;
+
+    if (WIFEXITED(st))
+        return WEXITSTATUS(st);
+    sig = WTERMSIG(st);
+    if (sig == SIGSYS) {
+        log_err("the sandbox killed the jailed ember on a forbidden system call "
+                "(--seccomp=kill); exiting with code %d",
+                EXIT_BAD_SYSCALL);
+        return EXIT_BAD_SYSCALL;
+    }
+    /* Not a clean stop (those come back as the child's own 128+n): the OOM killer under
+     * --cgroup memory.max, a SIGKILL, a crash. */
+    log_err("the jailed ember was killed by signal %d (%s)%s; exiting with code %d", sig,
+            strsignal(sig), sig == SIGKILL ? "; under --cgroup memory.max: the OOM killer?" : "",
+            EXIT_VMM_ERROR);
+    return EXIT_VMM_ERROR;
+}
+
+/* Supervisor: wait for the child, relaying SIGINT/SIGTERM/SIGHUP through the pipe. A child
+ * that is gone already makes the relay fail with EPIPE (SIGPIPE is ignored): its SIGCHLD is
+ * next in the signalfd. */
 static int supervise(pid_t pid, int relay_fd, int sfd)
 {
     for (;;) {
@@ -293,32 +318,36 @@ static int supervise(pid_t pid, int relay_fd, int sfd)
         if (read(sfd, &si, sizeof(si)) != sizeof(si)) {
             if (errno == EINTR)
                 continue;
-            return log_errno("jail: reading the supervisor's signals");
+            log_errno("jail: reading the supervisor's signals");
+            close(relay_fd); /* the child reads end of file and stops, as on SIGHUP */
+            waitpid(pid, &st, 0);
+            return EXIT_VMM_ERROR;
         }
         if (si.ssi_signo != SIGCHLD) {
             b = (uint8_t)si.ssi_signo;
             (void)!write(relay_fd, &b, 1);
             continue;
         }
-        if (waitpid(pid, &st, WNOHANG) != pid)
-            continue;
-        if (WIFEXITED(st))
-            return WEXITSTATUS(st);
-        if (WTERMSIG(st) == SIGSYS) {
-            log_err("the sandbox killed the jailed ember on a forbidden system call "
-                    "(--seccomp=kill); exiting with code %d",
-                    EXIT_BAD_SYSCALL);
-            return EXIT_BAD_SYSCALL;
-        }
-        return EXIT_SIGNAL_BASE + WTERMSIG(st);
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return child_code(st);
     }
+}
+
+/* The terminal as it was before the child put it in raw mode, put back once the child is gone
+ * however it ended; only from the foreground (in the background tcsetattr would stop us with
+ * SIGTTOU, and the child never went raw there). */
+static void restore_terminal(const struct termios *saved, int have)
+{
+    if (have && tcgetpgrp(STDIN_FILENO) == getpgrp())
+        tcsetattr(STDIN_FILENO, TCSANOW, saved);
 }
 
 int jail_enter(struct vm_config *cfg, int *code)
 {
     static struct jail jl;
     const struct jail_config *j = &cfg->jail;
-    int go[2], relay[2], err, sfd;
+    int go[2], relay[2], err, sfd, have_tty;
+    struct termios tty;
     sigset_t mask;
     pid_t pid;
     char g = 'g';
@@ -340,8 +369,15 @@ int jail_enter(struct vm_config *cfg, int *code)
         return err;
     if (unshare(CLONE_NEWPID) < 0 && (err = missing(j, "PID namespace", errno)))
         return err;
-    if (pipe2(go, O_CLOEXEC) < 0 || pipe2(relay, O_CLOEXEC) < 0)
+    if (pipe2(go, O_CLOEXEC) < 0)
         return log_errno("jail: pipe");
+    if (pipe2(relay, O_CLOEXEC) < 0) {
+        err = log_errno("jail: pipe");
+        close(go[0]);
+        close(go[1]);
+        return err;
+    }
+    have_tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &tty) == 0;
     sigemptyset(&mask);
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGTERM);
@@ -349,8 +385,14 @@ int jail_enter(struct vm_config *cfg, int *code)
     sigaddset(&mask, SIGCHLD);
     sigprocmask(SIG_BLOCK, &mask, NULL);
     pid = fork();
-    if (pid < 0)
-        return log_errno("jail: fork");
+    if (pid < 0) {
+        err = log_errno("jail: fork");
+        for (int i = 0; i < 2; i++) {
+            close(go[i]);
+            close(relay[i]);
+        }
+        return err;
+    }
     if (pid == 0) {
         close(go[1]);
         close(relay[1]);
@@ -376,11 +418,14 @@ int jail_enter(struct vm_config *cfg, int *code)
         err = sandbox_drop_privileges();
     if (!err)
         err = sandbox_enter_thread(SANDBOX_THREAD_SUPERVISOR, -1);
-    *code = err ? EXIT_VMM_ERROR : supervise(pid, relay[1], sfd);
     if (err) {
         close(relay[1]); /* the child reads end of file: it stops */
         waitpid(pid, NULL, 0);
+        *code = EXIT_VMM_ERROR;
+    } else {
+        *code = supervise(pid, relay[1], sfd);
     }
+    restore_terminal(&tty, have_tty);
     cleanup(&jl);
     return 1;
 }

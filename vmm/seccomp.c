@@ -211,6 +211,10 @@ static void loop(struct builder *b, int can_rebuild)
 static void supervisor(struct builder *b)
 {
     common(b);
+    ALLOW(b, getpgrp); /* in the foreground? before it puts the terminal back */
+    rule(b, SCMP_SYS(ioctl), 2,
+         (struct scmp_arg_cmp[]){SCMP_A0(SCMP_CMP_EQ, 0),
+                                 SCMP_A1(SCMP_CMP_MASKED_EQ, LOW32, TIOCGPGRP)});
     ALLOW(b, read);       /* its signalfd */
     ALLOW(b, wait4);      /* the jailed ember's status */
     ALLOW(b, waitid);     /* the same */

@@ -10,7 +10,7 @@ ember run ("Exit codes"):
   123 forbidden call        test_sandbox.py::test_forbidden_syscall_is_named_and_exits_123
   124 time limit            test_exec.py::test_timeout
   125 ember failed          test_device_setup_out_of_descriptors_exits_125,
-                            test_jailed_ember_killed_exits_125
+                            test_jailed_ember_killed_exits_125_and_terminal_restored
   126 bad input             test_boot.py::test_bad_flags (and the other test_boot.py file checks)
   128+n host signal         test_stop_signals_exit_128_plus_n
 ember exec ("ember exec" table):
@@ -22,8 +22,14 @@ ember exec ("ember exec" table):
   126 usage, not executable test_exec_usage_and_not_executable_exit_126
   127 CMD not found         test_exec.py::test_signal_and_not_found
 """
+import fcntl
 import os
+import pty
+import select
+import signal
 import subprocess
+import termios
+import time
 
 EXIT_USAGE = 126
 
@@ -40,3 +46,114 @@ def test_closed_stderr_still_gives_the_exit_code(ember):
     finally:
         os.close(w)
     assert cp.returncode == EXIT_USAGE, cp.returncode
+
+
+# ---- the jail's supervisor (tiny guests: they run on any /dev/kvm) ----
+
+def on_terminal(master_fd, slave_fd, cmd, foreground=True):
+    """Start cmd on a pseudo-terminal: its own session with the terminal as its controlling
+    one, in the foreground process group, or (foreground=False) in a background group as
+    `cmd &` from an interactive shell would be."""
+    def setup():
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        if not foreground:
+            # A process group of its own that is not the terminal's foreground group.
+            fg = os.fork()
+            if fg:  # the session leader keeps the foreground and waits
+                _, st = os.waitpid(fg, os.WUNTRACED)
+                os._exit(0x40 if os.WIFSTOPPED(st) else os.waitstatus_to_exitcode(st))
+            os.setpgid(0, 0)
+    return subprocess.Popen([str(c) for c in cmd], stdin=slave_fd, stdout=slave_fd,
+                            stderr=subprocess.PIPE, preexec_fn=setup)
+
+
+def read_until(fd, text, timeout=60):
+    out = b""
+    deadline = time.monotonic() + timeout
+    while text not in out:
+        left = deadline - time.monotonic()
+        assert left > 0, out
+        r, _, _ = select.select([fd], [], [], left)
+        if r:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                chunk = b""
+            assert chunk, out
+            out += chunk
+    return out
+
+
+def jailed_child(pid, timeout=30):
+    """The jailed ember under its supervisor pid, once its vCPU thread runs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        kids = open(f"/proc/{pid}/task/{pid}/children").read().split()
+        if kids and len(os.listdir(f"/proc/{kids[0]}/task")) >= 2:
+            return int(kids[0])
+        assert time.monotonic() < deadline, kids
+        time.sleep(0.05)
+
+
+def test_jailed_ember_killed_exits_125_and_terminal_restored(ember, tiny, tmp_path):
+    """The jailed ember put the terminal in raw mode and was killed (SIGKILL stands in for the
+    OOM killer): the supervisor says so, exits 125 (not 137, "stopped cleanly on signal 9"),
+    puts the terminal back and empties the jail."""
+    jail = tmp_path / "jail"
+    jail.mkdir()
+    master, slave = pty.openpty()
+    before = termios.tcgetattr(slave)
+    p = on_terminal(master, slave, [ember, "run", "--jail", jail, "--kernel", tiny("idle")])
+    try:
+        read_until(master, b"tiny-guest: idle")
+        assert not termios.tcgetattr(slave)[3] & termios.ICANON  # the child made it raw
+        os.kill(jailed_child(p.pid), signal.SIGKILL)
+        code = p.wait(timeout=60)
+        err = p.stderr.read().decode(errors="replace")
+        after = termios.tcgetattr(slave)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        os.close(master)
+        os.close(slave)
+    assert code == 125, (code, err)
+    assert "killed by signal 9" in err, err
+    assert after == before, (after, before)
+    assert list(jail.iterdir()) == [], list(jail.iterdir())
+
+
+def wait_state(pid, state, timeout=30):
+    """Until /proc says process pid is in state (T stopped, Z zombie)."""
+    deadline = time.monotonic() + timeout
+    while open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != state:
+        assert time.monotonic() < deadline, state
+        time.sleep(0.01)
+
+
+def test_supervisor_survives_relay_to_a_dead_child(ember, tiny, tmp_path):
+    """SIGTERM read before the SIGCHLD of a child that just died (signalfd hands out the lower
+    number first): relaying it hits a closed pipe. The supervisor must not die of SIGPIPE (141,
+    jail left behind): it reports the child and cleans up."""
+    jail = tmp_path / "jail"
+    jail.mkdir()
+    p = subprocess.Popen([str(ember), "run", "--jail", str(jail), "--kernel", str(tiny("idle"))],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
+    try:
+        child = jailed_child(p.pid)
+        os.kill(p.pid, signal.SIGSTOP)
+        wait_state(p.pid, "T")  # the supervisor cannot reap the child before the SIGTERM
+        os.kill(child, signal.SIGKILL)
+        wait_state(child, "Z")
+        while len(os.listdir(f"/proc/{child}/task")) > 1:  # its threads hold the pipe too
+            time.sleep(0.01)
+        os.kill(p.pid, signal.SIGTERM)  # both pending now; SIGTERM (15) comes out first
+        os.kill(p.pid, signal.SIGCONT)
+        code = p.wait(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    err = p.stderr.read().decode(errors="replace")
+    assert code == 125, (code, err)
+    assert list(jail.iterdir()) == [], list(jail.iterdir())
