@@ -25,6 +25,7 @@ ember exec ("ember exec" table):
 import fcntl
 import os
 import pty
+import resource
 import select
 import signal
 import subprocess
@@ -46,6 +47,28 @@ def test_closed_stderr_still_gives_the_exit_code(ember):
     finally:
         os.close(w)
     assert cp.returncode == EXIT_USAGE, cp.returncode
+
+
+def test_device_setup_out_of_descriptors_exits_125(ember, tiny, tmp_path):
+    """Running out of descriptors (a host resource) while the disks are set up is ember
+    failing, 125, not a bad option (126). RLIMIT_NOFILE from 8 up puts the failure at every
+    step of the set-up in turn: opening a disk, its eventfds, KVM's."""
+    disk = tmp_path / "d.img"
+    disk.write_bytes(b"\0" * 65536)
+    cmd = [str(ember), "run", "--kernel", str(tiny("hello"))] + ["--disk", str(disk)] * 8
+    seen_disk = False
+    for n in range(8, 64):
+        def limit(n=n):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+        cp = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
+                            preexec_fn=limit)
+        err = cp.stderr.decode(errors="replace")
+        if cp.returncode == 0:
+            break  # enough descriptors from here on
+        assert "Too many open files" in err, (n, cp.returncode, err)
+        assert cp.returncode == 125, (n, cp.returncode, err)
+        seen_disk |= "--disk" in err
+    assert seen_disk  # at least one run failed opening a disk
 
 
 # ---- the jail's supervisor (tiny guests: they run on any /dev/kvm) ----
