@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -483,11 +484,30 @@ static int sandbox_after_start(struct machine *m)
     return sandbox_enter_thread(SANDBOX_THREAD_LOOP, -1);
 }
 
+#ifdef EMBER_SANDBOX_SELFTEST
+/* Test builds only (meson -Dsandbox_selftest=true): EMBER_SELFTEST_KVM_RUN=efault takes guest
+ * RAM away from KVM (PROT_NONE) before the first instruction, so KVM_RUN fails as it does on
+ * backing memory KVM cannot use. */
+static void selftest_kvm_run(struct vm *vm)
+{
+    const char *want = getenv("EMBER_SELFTEST_KVM_RUN");
+
+    if (!want || strcmp(want, "efault") != 0)
+        return;
+    log_info("selftest: guest RAM made inaccessible to KVM");
+    for (int i = 0; i < vm->mem.nr_regions; i++)
+        mprotect(vm->mem.region[i].host, vm->mem.region[i].size, PROT_NONE);
+}
+#endif
+
 /* Run the built VM until it stops; returns the stop reason. */
 static enum vm_stop_reason run_vm(struct machine *m)
 {
     int err;
 
+#ifdef EMBER_SANDBOX_SELFTEST
+    selftest_kvm_run(&m->vm);
+#endif
     m->h_vm_wake = (struct loop_handler){m->vm.wake_fd, on_vm_wake};
     err = loop_add(&m->loop, &m->h_vm_wake, EPOLLIN);
     if (err || sandbox_before_start(m) || vm_start(&m->vm) || sandbox_after_start(m)) {

@@ -24,6 +24,7 @@ ember exec ("ember exec" table):
 """
 import fcntl
 import os
+import pathlib
 import pty
 import resource
 import select
@@ -32,7 +33,19 @@ import subprocess
 import termios
 import time
 
+import pytest
+
+from conftest import ROOT
+
 EXIT_USAGE = 126
+SELFTEST = pathlib.Path(os.environ.get("EMBER_SELFTEST_BUILD_DIR", ROOT / "build-selftest")) / "ember"
+
+
+def selftest_ember():
+    if not SELFTEST.exists():
+        pytest.fail(f"{SELFTEST} is missing: meson setup build-selftest -Dsandbox_selftest=true "
+                    "&& meson compile -C build-selftest", pytrace=False)
+    return SELFTEST
 
 
 def test_closed_stderr_still_gives_the_exit_code(ember):
@@ -69,6 +82,18 @@ def test_device_setup_out_of_descriptors_exits_125(ember, tiny, tmp_path):
         assert cp.returncode == 125, (n, cp.returncode, err)
         seen_disk |= "--disk" in err
     assert seen_disk  # at least one run failed opening a disk
+
+
+def test_kvm_run_error_exits_122(tiny):
+    """KVM_RUN itself failing (here EFAULT: guest RAM taken away from KVM by a test-build
+    hook) means KVM cannot go on running the guest: 122, like an internal error."""
+    env = dict(os.environ, EMBER_SELFTEST_KVM_RUN="efault")
+    cp = subprocess.run([str(selftest_ember()), "run", "--kernel", str(tiny("hello"))],
+                        stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=60)
+    err = cp.stderr.decode(errors="replace")
+    assert "selftest: guest RAM made inaccessible" in err, err
+    assert cp.returncode == 122, (cp.returncode, err)
+    assert "KVM_RUN: Bad address" in err, err
 
 
 # ---- the jail's supervisor (tiny guests: they run on any /dev/kvm) ----
