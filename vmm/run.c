@@ -596,6 +596,7 @@ int ember_run(struct vm_config *cfg, const struct timespec *start_wall)
     m->loop.epfd = -1;
     m->con.out_fd = m->con.in_fd = -1;
     m->con_off.out_fd = m->con_off.in_fd = -1;
+    console_terminal_foreground(); /* before the jail hides process groups */
     if (sandbox_prepare(cfg))
         goto out;
     if (check_file("--kernel", cfg->kernel) || check_file("--initrd", cfg->initrd)) {

@@ -1,5 +1,6 @@
 /* The sandbox: close stray descriptors, no new privileges, no capabilities, seccomp per thread. */
 #include "sandbox.h"
+#include "console.h"
 #include "exec_io.h"
 #include "exitcode.h"
 #include "log.h"
@@ -161,7 +162,7 @@ int sandbox_prepare(const struct vm_config *cfg)
     err = close_stray_fds(cfg);
     if (err)
         return err;
-    sb.have_tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &sb.tty) == 0;
+    sb.have_tty = console_terminal_foreground() && tcgetattr(STDIN_FILENO, &sb.tty) == 0;
     switch (cfg->sandbox.seccomp) {
     case SECCOMP_ACTION_OFF:
         return 0;

@@ -107,10 +107,13 @@ def on_terminal(master_fd, slave_fd, cmd, foreground=True):
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         if not foreground:
             # A process group of its own that is not the terminal's foreground group.
-            fg = os.fork()
-            if fg:  # the session leader keeps the foreground and waits
-                _, st = os.waitpid(fg, os.WUNTRACED)
-                os._exit(0x40 if os.WIFSTOPPED(st) else os.waitstatus_to_exitcode(st))
+            bg = os.fork()
+            if bg:  # the session leader keeps the foreground and waits
+                _, st = os.waitpid(bg, os.WUNTRACED)
+                if os.WIFSTOPPED(st):  # stopped by SIGTTOU/SIGTTIN: say so with 200
+                    os.kill(bg, signal.SIGKILL)
+                    os._exit(200)
+                os._exit(os.WEXITSTATUS(st) if os.WIFEXITED(st) else 201)
             os.setpgid(0, 0)
     return subprocess.Popen([str(c) for c in cmd], stdin=slave_fd, stdout=slave_fd,
                             stderr=subprocess.PIPE, preexec_fn=setup)
@@ -131,6 +134,33 @@ def read_until(fd, text, timeout=60):
             assert chunk, out
             out += chunk
     return out
+
+
+@pytest.mark.parametrize("jailed", [False, True])
+def test_background_start_on_a_terminal_neither_stops_nor_goes_raw(ember, tiny, tmp_path, jailed):
+    """`ember run ... &` from an interactive shell: ember is not in the terminal's foreground
+    process group, so putting the terminal in raw mode (or reading it) would stop it with
+    SIGTTOU (SIGTTIN). It must run to the end and leave the terminal alone; jailed too, where
+    the PID namespace hides every process group outside it."""
+    jail = ["--jail", tmp_path / "jail"] if jailed else []
+    if jailed:
+        (tmp_path / "jail").mkdir()
+    master, slave = pty.openpty()
+    before = termios.tcgetattr(slave)
+    p = on_terminal(master, slave, [ember, "run", *jail, "--kernel", tiny("hello")],
+                    foreground=False)
+    try:
+        code = p.wait(timeout=60)
+        after = termios.tcgetattr(slave)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        os.close(master)
+        os.close(slave)
+    err = p.stderr.read().decode(errors="replace")
+    assert code != 200, "ember stopped (SIGTTOU or SIGTTIN) " + err
+    assert code == 0, (code, err)
+    assert after == before
 
 
 def jailed_child(pid, timeout=30):
