@@ -12,7 +12,7 @@ ember run ("Exit codes"):
   125 ember failed          test_device_setup_out_of_descriptors_exits_125,
                             test_jailed_ember_killed_exits_125_and_terminal_restored
   126 bad input             test_boot.py::test_bad_flags (and the other test_boot.py file checks)
-  128+n host signal         test_stop_signals_exit_128_plus_n
+  128+n host signal         test_stop_signals_exit_128_plus_n, test_ctrl_a_x_exits_130
 ember exec ("ember exec" table):
   0-255 CMD status          test_exec.py::test_exit_status_env_workdir
   128+n CMD killed          test_exec.py::test_signal_and_not_found
@@ -94,6 +94,66 @@ def test_kvm_run_error_exits_122(tiny):
     assert "selftest: guest RAM made inaccessible" in err, err
     assert cp.returncode == 122, (cp.returncode, err)
     assert "KVM_RUN: Bad address" in err, err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_stop_signals_exit_128_plus_n(ember, tiny, sig):
+    p = subprocess.Popen([str(ember), "run", "--kernel", str(tiny("idle"))],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert b"tiny-guest: idle" in p.stdout.readline()
+        p.send_signal(sig)
+        code = p.wait(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert code == 128 + sig, (code, p.stderr.read())
+
+
+def test_ctrl_a_x_exits_130(ember, tiny):
+    """Ctrl-a x on the terminal counts as SIGINT."""
+    master, slave = pty.openpty()
+    p = on_terminal(master, slave, [ember, "run", "--kernel", tiny("idle")])
+    try:
+        read_until(master, b"tiny-guest: idle")
+        os.write(master, b"\x01x")
+        code = p.wait(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        os.close(master)
+        os.close(slave)
+    assert code == 130, (code, p.stderr.read())
+
+
+# ---- ember exec (Linux guest images) ----
+
+def exec_(ember, *args, env=None):
+    return subprocess.run([str(ember), "exec", *map(str, args)], stdin=subprocess.DEVNULL,
+                          capture_output=True, timeout=300, env=env)
+
+
+def test_exec_forbidden_syscall_exits_123(images):
+    env = dict(os.environ, EMBER_SELFTEST_FORBIDDEN="loop")
+    cp = exec_(selftest_ember(), "--", "sleep", "30", env=env)
+    err = cp.stderr.decode(errors="replace")
+    assert cp.returncode == 123, (cp.returncode, err)
+    assert "forbidden system call: execve" in err, err
+
+
+def test_exec_guest_reboot_exits_125(ember, images):
+    """The VM failing under the command (here the guest reboots) is 125, not a status."""
+    cp = exec_(ember, "--", "reboot", "-f")
+    err = cp.stderr.decode(errors="replace")
+    assert cp.returncode == 125, (cp.returncode, err)
+    assert "rebooted before the command finished" in err, err
+
+
+def test_exec_usage_and_not_executable_exit_126(ember, images):
+    cp = exec_(ember, "--timeout", "soon", "--", "true")
+    assert cp.returncode == 126 and b"--timeout" in cp.stderr, cp
+    cp = exec_(ember, "--", "/etc/passwd")  # found, not executable
+    assert cp.returncode == 126, cp
 
 
 # ---- the jail's supervisor (tiny guests: they run on any /dev/kvm) ----
