@@ -113,6 +113,22 @@ def test_forbidden_syscall_is_named_and_exits_123(images, where):
     assert f"forbidden system call: execve (number 59) on the {thread} thread" in err, err
 
 
+def test_forbidden_io_uring_opcode_is_refused(tiny, tmp_path):
+    """seccomp does not see io_uring's operations: a disk's ring itself must refuse any opcode
+    virtio-blk does not use. A test-build hook submits an openat on the real ring."""
+    if not SELFTEST.exists():
+        pytest.fail(f"{SELFTEST} is missing: meson setup build-selftest -Dsandbox_selftest=true "
+                    "&& meson compile -C build-selftest", pytrace=False)
+    disk = tmp_path / "d.img"
+    disk.write_bytes(b"\0" * 65536)
+    env = dict(os.environ, EMBER_SELFTEST_FORBIDDEN="uring")
+    cp = subprocess.run([str(SELFTEST), "run", "--disk", str(disk), "--kernel", str(tiny("hello"))],
+                        capture_output=True, env=env, timeout=60, stdin=subprocess.DEVNULL)
+    err = cp.stderr.decode(errors="replace")
+    assert "selftest: io_uring openat refused: Permission denied" in err, err
+    assert cp.returncode == 0, (cp.returncode, err)
+
+
 def test_jail(ember, images, tmp_path):
     jail = tmp_path / "jail"
     jail.mkdir()
