@@ -1,6 +1,7 @@
 /* seccomp allowlists, one per thread kind, built with libseccomp; each allowed call says why. */
 #include "sandbox.h"
 
+#include <fcntl.h>
 #include <linux/fs.h>
 #include <linux/if_tun.h>
 #include <linux/kvm.h>
@@ -118,6 +119,17 @@ static void vcpu(struct builder *b, const struct sandbox_filter_opts *o)
     device_work(b, o->needs);
 }
 
+/* fcntl only to read and set a descriptor's flags (O_NONBLOCK, FD_CLOEXEC): no duplicating,
+ * locking, leases, owners or signals. */
+static void fcntl_flags(struct builder *b)
+{
+    static const int cmds[] = {F_GETFL, F_SETFL, F_GETFD, F_SETFD};
+
+    for (unsigned i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        rule(b, SCMP_SYS(fcntl), 1,
+             (struct scmp_arg_cmp[]){SCMP_A1(SCMP_CMP_MASKED_EQ, LOW32, (scmp_datum_t)cmds[i])});
+}
+
 /* The control socket (--api-sock). */
 static void control_socket(struct builder *b)
 {
@@ -144,7 +156,6 @@ static void inet_sockets(struct builder *b)
     ALLOW(b, setsockopt);     /* options of new connections */
     ALLOW(b, getsockname);    /* local address of a connection */
     ALLOW(b, getpeername);    /* peer of a connection */
-    ALLOW(b, fcntl);          /* non-blocking sockets */
     ALLOW_IOCTL(b, FIONBIO);  /* the same, through ioctl */
     ALLOW_IOCTL(b, FIONREAD); /* bytes waiting on a socket */
 }
@@ -222,6 +233,7 @@ static void loop(struct builder *b, const struct sandbox_filter_opts *o)
     ALLOW(b, timerfd_settime);     /* slirp's timers, exec's time limit */
     ALLOW(b, timerfd_gettime);     /* slirp's timers */
     ALLOW(b, getrandom);           /* slirp: TCP initial sequence numbers, glib */
+    fcntl_flags(b);                /* slirp's sockets, files opened at run time: O_NONBLOCK */
     ALLOW_IOCTL(b, KVM_IRQ_LINE);  /* the UART's interrupt line, on console input */
     ALLOW_IOCTL(b, KVM_IOEVENTFD); /* teardown: devices unregister their notifications */
     ALLOW_IOCTL(b, KVM_IRQFD);     /* teardown: devices unregister their interrupts */

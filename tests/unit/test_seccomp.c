@@ -5,6 +5,7 @@
 #include "sandbox.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/fs.h>
 #include <linux/kvm.h>
 #include <seccomp.h>
@@ -31,6 +32,8 @@ enum probe {
     P_BLKZEROOUT,
     P_GSI_ROUTING,
     P_KVM_RUN,
+    P_FCNTL_SETFL,
+    P_FCNTL_DUPFD,
 };
 
 /* Raw system calls: sanitizer runtimes wrap the libc functions with calls of their own. */
@@ -66,6 +69,10 @@ static long try(enum probe p)
         return syscall(SYS_ioctl, -1, KVM_SET_GSI_ROUTING, NULL);
     case P_KVM_RUN:
         return syscall(SYS_ioctl, -1, KVM_RUN, 0);
+    case P_FCNTL_SETFL:
+        return syscall(SYS_fcntl, 0, F_SETFL, O_NONBLOCK);
+    case P_FCNTL_DUPFD:
+        return syscall(SYS_fcntl, 0, F_DUPFD_CLOEXEC, 3);
     }
     return -1;
 }
@@ -145,6 +152,8 @@ static void test_device_io_per_configuration(void)
 /* Requests ember never makes are gone, even with everything configured. */
 static void test_unused_ioctls(void)
 {
+    CHECK(allowed(LOOP, 0, 0, P_FCNTL_SETFL));
+    CHECK(!allowed(LOOP, ALL, 1, P_FCNTL_DUPFD));
     for (int kind = LOOP; kind <= VCPU; kind++) {
         CHECK(!allowed(kind, ALL, 1, P_BLKZEROOUT));
         CHECK(!allowed(kind, ALL, 1, P_GSI_ROUTING));
