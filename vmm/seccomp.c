@@ -133,8 +133,7 @@ static void fcntl_flags(struct builder *b)
 /* The control socket (--api-sock). */
 static void control_socket(struct builder *b)
 {
-    ALLOW(b, accept4); /* clients */
-    ALLOW(b, pread64); /* query-metrics: /proc/self/statm, opened before the sandbox */
+    ALLOW(b, accept4); /* clients (a control socket may rebuild: see rebuild() too) */
 }
 
 /* libslirp's host sockets (--net user): the only thread kind that may make Internet sockets. */
@@ -205,17 +204,18 @@ static void rebuild(struct builder *b)
     ALLOW(b, newfstatat);               /* file sizes and types */
     ALLOW(b, fstat);                    /* file sizes and types */
     ALLOW(b, lseek);                    /* the loaders */
-    ALLOW(b, eventfd2);                 /* ioeventfds, irqfds, wake-ups */
-    ALLOW(b, timerfd_create);           /* slirp's timer */
-    ALLOW(b, epoll_create1);            /* slirp's socket set */
-    ALLOW(b, io_uring_setup);           /* virtio-blk */
-    ALLOW(b, io_uring_register);        /* virtio-blk probes the ring */
-    ALLOW(b, clone3);                   /* vCPU threads */
-    ALLOW(b, clone);                    /* vCPU threads (older glibc) */
-    ALLOW(b, set_robust_list);          /* a new thread starts */
-    ALLOW(b, rseq);                     /* a new thread starts */
-    ALLOW(b, rt_sigaction);             /* the SIGUSR1 kick handler */
-    ALLOW(b, sysinfo);                  /* glib */
+    ALLOW(b, pread64);           /* the loaders read kernel and initrd; query-metrics reads statm */
+    ALLOW(b, eventfd2);          /* ioeventfds, irqfds, wake-ups */
+    ALLOW(b, timerfd_create);    /* slirp's timer */
+    ALLOW(b, epoll_create1);     /* slirp's socket set */
+    ALLOW(b, io_uring_setup);    /* virtio-blk */
+    ALLOW(b, io_uring_register); /* virtio-blk probes the ring */
+    ALLOW(b, clone3);            /* vCPU threads */
+    ALLOW(b, clone);             /* vCPU threads (older glibc) */
+    ALLOW(b, set_robust_list);   /* a new thread starts */
+    ALLOW(b, rseq);              /* a new thread starts */
+    ALLOW(b, rt_sigaction);      /* the SIGUSR1 kick handler */
+    ALLOW(b, sysinfo);           /* glib */
 }
 
 static void loop(struct builder *b, const struct sandbox_filter_opts *o)

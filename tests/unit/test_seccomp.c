@@ -34,6 +34,7 @@ enum probe {
     P_KVM_RUN,
     P_FCNTL_SETFL,
     P_FCNTL_DUPFD,
+    P_PREAD,
 };
 
 /* Raw system calls: sanitizer runtimes wrap the libc functions with calls of their own. */
@@ -71,6 +72,8 @@ static long try(enum probe p)
         return syscall(SYS_ioctl, -1, KVM_RUN, 0);
     case P_FCNTL_SETFL:
         return syscall(SYS_fcntl, 0, F_SETFL, O_NONBLOCK);
+    case P_PREAD:
+        return syscall(SYS_pread64, -1, NULL, 0, 0);
     case P_FCNTL_DUPFD:
         return syscall(SYS_fcntl, 0, F_DUPFD_CLOEXEC, 3);
     }
@@ -132,6 +135,13 @@ static void test_tgkill_own_pid_only(void)
     }
 }
 
+/* Rebuilding the VM (--on-reboot restart, a control socket) reads the kernel again. */
+static void test_rebuild(void)
+{
+    CHECK(!allowed(LOOP, ALL, 0, P_PREAD));
+    CHECK(allowed(LOOP, 0, 1, P_PREAD));
+}
+
 /* Block and TAP I/O only when the VM has a disk or a TAP, on both thread kinds. */
 static void test_device_io_per_configuration(void)
 {
@@ -166,5 +176,6 @@ int main(void)
     test_tgkill_own_pid_only();
     test_device_io_per_configuration();
     test_unused_ioctls();
+    test_rebuild();
     return check_done("seccomp");
 }
