@@ -239,8 +239,8 @@ int ember_exec(struct exec_config *x, const struct timespec *start)
         if (add_disk(cfg, image, "ember-copyin"))
             goto out;
     }
-    if (x->net_user && parse_net("user", &cfg->net[cfg->nr_nets++]))
-        goto out;
+    if (x->net_user)
+        cfg->net[cfg->nr_nets++] = x->net; /* host-loopback only when asked for */
     if (choose_jail(x, jaildir, sizeof(jaildir))) {
         code = EXIT_USAGE;
         goto out;
