@@ -408,10 +408,10 @@ static int setup_host(struct machine *m)
                            m->dev_wake_fd);
     if (err)
         return err;
-    m->h_signal = (struct loop_handler){m->signal_fd, on_signal};
-    m->h_dev_wake = (struct loop_handler){m->dev_wake_fd, on_dev_wake};
-    m->h_stdout = (struct loop_handler){m->con.out_fd, on_stdout};
-    m->h_stdin = (struct loop_handler){STDIN_FILENO, on_stdin};
+    m->h_signal = (struct loop_handler){.fd = m->signal_fd, .fn = on_signal};
+    m->h_dev_wake = (struct loop_handler){.fd = m->dev_wake_fd, .fn = on_dev_wake};
+    m->h_stdout = (struct loop_handler){.fd = m->con.out_fd, .fn = on_stdout};
+    m->h_stdin = (struct loop_handler){.fd = STDIN_FILENO, .fn = on_stdin};
     err = loop_add(&m->loop, &m->h_signal, EPOLLIN);
     if (!err)
         err = loop_add(&m->loop, &m->h_dev_wake, EPOLLIN);
@@ -426,7 +426,7 @@ static int setup_host(struct machine *m)
             m->con.in_fd = -1;
     }
     if (jail_signal_fd() >= 0) {
-        m->h_jail = (struct loop_handler){jail_signal_fd(), on_jail_signal};
+        m->h_jail = (struct loop_handler){.fd = jail_signal_fd(), .fn = on_jail_signal};
         if (loop_add(&m->loop, &m->h_jail, EPOLLIN))
             return log_errno("epoll_ctl");
     }
@@ -466,7 +466,7 @@ static enum vm_stop_reason run_vm(struct machine *m)
 {
     int err;
 
-    m->h_vm_wake = (struct loop_handler){m->vm.wake_fd, on_vm_wake};
+    m->h_vm_wake = (struct loop_handler){.fd = m->vm.wake_fd, .fn = on_vm_wake};
     err = loop_add(&m->loop, &m->h_vm_wake, EPOLLIN);
     if (err || sandbox_before_start(m) || vm_start(&m->vm) || sandbox_after_start(m)) {
         vm_request_stop(&m->vm, STOP_ERROR);

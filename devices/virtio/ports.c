@@ -467,7 +467,7 @@ int virtio_exec_ports_create(struct virtio_dev *d, struct exec_io *io, struct lo
     p->d = d;
     p->loop = loop;
     p->timer_fd = -1;
-    p->h_in = (struct loop_handler){io->in_fd, on_stdin};
+    p->h_in = (struct loop_handler){.fd = io->in_fd, .fn = on_stdin};
     for (int i = 0; i < 2; i++) {
         struct out_port *o = &p->out[i];
 
@@ -475,7 +475,7 @@ int virtio_exec_ports_create(struct virtio_dev *d, struct exec_io *io, struct lo
         o->fd = i == 0 ? io->out_fd : io->err_fd;
         o->tx = rx_queue(i + 1) + 1;
         o->count = i == 0 ? &io->bytes_out : &io->bytes_err;
-        o->h = (struct loop_handler){o->fd, on_out};
+        o->h = (struct loop_handler){.fd = o->fd, .fn = on_out};
         o->closed = o->fd < 0;
     }
     if (io->deadline.tv_sec) {
@@ -489,7 +489,7 @@ int virtio_exec_ports_create(struct virtio_dev *d, struct exec_io *io, struct lo
             free(p);
             return err;
         }
-        p->h_timer = (struct loop_handler){p->timer_fd, on_timer};
+        p->h_timer = (struct loop_handler){.fd = p->timer_fd, .fn = on_timer};
         if (loop_add(loop, &p->h_timer, EPOLLIN) < 0) {
             int err = log_errno("exec: epoll_ctl for --timeout");
             close(p->timer_fd);

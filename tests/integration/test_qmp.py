@@ -20,6 +20,7 @@ import time
 import pytest
 
 from qmp_client import QMP, QMPError, wait_for_socket
+from test_hostile import ASAN_EMBER, SANITIZER_ERRORS
 from test_net import Guest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -584,3 +585,37 @@ def test_docs_example_runs_through_socat(ember, images, tmp_path):
     assert events[:1] == ["RESUME"] and "BOOT_COMPLETE" in events and events[-1] == "SHUTDOWN"
     assert msgs[-1]["data"]["reason"] == "guest-shutdown", msgs[-1]
     assert "hello from the guest" in out
+
+
+# ---- clients that vanish while an event is being sent (ASan) ----
+
+def test_event_and_hangup_in_one_batch_under_asan(tiny, tmp_path):
+    """One client's stop/cont/system_powerdown broadcasts an event while another client hangs
+    up in the same event loop batch: the dead client must not be freed while its own event is
+    still waiting in the batch (ASan: heap-use-after-free). Hundreds of rounds."""
+    if not ASAN_EMBER.exists():
+        pytest.skip(f"{ASAN_EMBER} is missing (meson setup build-asan -Db_sanitize=address,undefined)")
+    sock = str(tmp_path / "api.sock")
+    # --seccomp log: the sanitizer runtime makes calls the filters do not allow.
+    g = start_ember(ASAN_EMBER, sock, "--seccomp", "log", "--memory", "64M",
+                    "--kernel", tiny("ticker"))
+    rounds = 600
+    try:
+        g.wait_for(r"^ticker: up", timeout=120)
+        commands = ("stop", "cont", "system_powerdown")
+        for i in range(rounds):
+            a, b = QMP(sock), QMP(sock)
+            a.send_raw(json.dumps({"execute": commands[i % 3], "id": i}).encode() + b"\n")
+            b.close()  # hangs up while a's event goes out
+            r = a.reply(timeout=60)
+            assert r == {"return": {}, "id": i}, (r, g)
+            a.close()
+        assert probe(sock)["status"] in ("running", "paused"), g
+        with QMP(sock) as q:
+            q.cmd("quit")
+        assert g.finish(120) == 0, g
+    finally:
+        g.kill()
+    err = "\n".join(g.err)
+    assert not any(e in err for e in SANITIZER_ERRORS), g
+    print(f"{rounds} rounds of an event with a hang-up in the same batch, no sanitizer report")
