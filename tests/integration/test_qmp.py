@@ -619,3 +619,66 @@ def test_event_and_hangup_in_one_batch_under_asan(tiny, tmp_path):
     err = "\n".join(g.err)
     assert not any(e in err for e in SANITIZER_ERRORS), g
     print(f"{rounds} rounds of an event with a hang-up in the same batch, no sanitizer report")
+
+
+# ---- stop and cont racing from two clients ----
+
+def thread_cpu_ticks(pid, tid):
+    """utime + stime of one thread, in clock ticks."""
+    with open(f"/proc/{pid}/task/{tid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def intr_exits(q):
+    """KVM_RUN returns with EINTR, summed over the vCPUs (query-metrics)."""
+    return sum(v["exits"].get("intr", 0) for v in q.cmd("query-metrics")["vcpus"])
+
+
+def test_stop_cont_race_leaves_no_vcpu_spinning(ember, tiny, tmp_path):
+    """Two clients race stop and cont, 200 rounds: a cont that overtook a vCPU on its way to
+    its pause point left immediate_exit set, so KVM_RUN returned EINTR at once, forever, at
+    100 % CPU, and the guest never ran again. After every round no vCPU may spin (its EINTR
+    count stays put); at the end the guest still runs and no vCPU uses CPU while paused."""
+    sock = str(tmp_path / "api.sock")
+    g = start_ember(ember, sock, "--memory", "64M", "--cpus", "2", "--kernel", tiny("ticker"))
+    rounds, worst = 200, 0
+    try:
+        g.wait_for(r"^ticker: up", timeout=120)
+        with QMP(sock) as a, QMP(sock) as b, QMP(sock) as q:
+            for i in range(rounds):
+                # Both in one event loop batch: the cont completes the stop at once and
+                # resumes, maybe before every vCPU reached its pause point.
+                a.send_raw(json.dumps({"execute": "stop", "id": i}).encode() + b"\n")
+                b.send_raw(json.dumps({"execute": "cont", "id": i}).encode() + b"\n")
+                assert a.reply(timeout=60) == {"return": {}, "id": i}, g
+                assert b.reply(timeout=60) == {"return": {}, "id": i}, g
+                before = intr_exits(q)
+                time.sleep(0.005)
+                worst = max(worst, intr_exits(q) - before)
+                assert worst < 1000, (i, worst, g)  # a spinning vCPU: ~millions per second
+            assert q.cmd("query-status")["status"] == "running"
+            tids = [c["thread-id"] for c in q.cmd("query-cpus-fast")]
+            # The guest runs: ticks go on.
+            while not g.lines.empty():  # only ticks printed from now on count
+                g.lines.get_nowait()
+            first = int(g.wait_for(r"^tick (\d+)", timeout=60).group(1))
+            last = first
+            while last < first + 10:
+                last = int(g.wait_for(r"^tick (\d+)", timeout=60).group(1))
+            # Paused: no vCPU thread uses CPU.
+            q.cmd("stop")
+            time.sleep(0.2)
+            before = [thread_cpu_ticks(g.proc.pid, t) for t in tids]
+            time.sleep(1.0)
+            used = [thread_cpu_ticks(g.proc.pid, t) - b for t, b in zip(tids, before)]
+            q.cmd("cont")
+            q.cmd("quit")
+        assert g.finish(120) == 0, g
+    finally:
+        g.kill()
+    hz = os.sysconf("SC_CLK_TCK")
+    print(f"{rounds} rounds of stop and cont racing: at most {worst} EINTR returns of KVM_RUN "
+          f"in 5 ms after a round; ticks {first} -> {last} after; paused 1 s: vCPU CPU "
+          f"{[round(u / hz, 2) for u in used]} s")
+    assert all(u / hz < 0.1 for u in used), (used, g)
