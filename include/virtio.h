@@ -25,7 +25,11 @@ struct vm;
 #define VIRTIO_STATUS_NEEDS_RESET 64
 #define VIRTIO_STATUS_FAILED      128
 
-#define VIRTQ_MAX_SIZE    1024 /* largest queue size any ember device offers */
+#define VIRTQ_MAX_SIZE 1024 /* largest queue size any ember device offers */
+/* Chains one call of a queue handler takes at most: a guest that keeps reposting must not keep
+ * the event loop (signals, the control socket, other devices) to itself. A handler that spends
+ * it calls virtio_queue_rekick and goes on in a later round of the loop. */
+#define VIRTQ_BUDGET      128
 #define VIRTIO_MAX_QUEUES 8
 
 /* One guest buffer of a descriptor chain, validated and translated to host memory. */
@@ -159,6 +163,11 @@ void virtio_mmio_destroy(struct virtio_dev *d);
 void virtio_notify_used(struct virtio_dev *d, struct virtq *q);
 /* Configuration changed: bump the generation and interrupt. */
 void virtio_config_changed(struct virtio_dev *d);
+/* The driver set DRIVER_OK, the device is not broken and q is ready: q may be used. */
+bool virtio_queue_running(const struct virtio_dev *d, const struct virtq *q);
+/* Have the event loop call queue_notify for q again in a later round (a handler that spent
+ * its budget, or that must look again later). */
+void virtio_queue_rekick(struct virtq *q);
 /* The guest broke the rules: mark NEEDS_RESET, stop processing, tell the guest (config
  * interrupt). Logs once per reset; queue_notify is not called again until the driver resets. */
 void virtio_mark_broken(struct virtio_dev *d, const char *why);

@@ -24,19 +24,6 @@ struct vcon {
     size_t tx_written; /* bytes of tx already in the ring */
 };
 
-static bool queue_running(const struct virtio_dev *d, const struct virtq *q)
-{
-    return (d->status & VIRTIO_STATUS_DRIVER_OK) && !d->broken && q->ready;
-}
-
-/* Have the event loop call queue_notify again, to go on after a full budget. */
-static void rekick(struct virtq *q)
-{
-    uint64_t one = 1;
-
-    (void)!write(q->kick_fd, &one, sizeof(one));
-}
-
 /* ---- guest output ---- */
 
 /* Linux's driver throws away input that arrives while it is still setting the port up
@@ -109,7 +96,7 @@ static void tx_process(struct virtio_dev *d, struct virtq *q)
     if (r < 0)
         virtio_mark_broken(d, "bad transmit chain");
     else if (r == 1)
-        rekick(q); /* budget spent with chains maybe left */
+        virtio_queue_rekick(q); /* budget spent with chains maybe left */
     if (pushed)
         virtio_notify_used(d, q);
 }
@@ -120,7 +107,7 @@ static void tx_space(void *opaque)
     struct virtio_dev *d = opaque;
 
     pthread_mutex_lock(&d->lock);
-    if (queue_running(d, &d->vq[TX_QUEUE]))
+    if (virtio_queue_running(d, &d->vq[TX_QUEUE]))
         tx_process(d, &d->vq[TX_QUEUE]);
     pthread_mutex_unlock(&d->lock);
 }
@@ -135,11 +122,11 @@ static bool rx_ready(struct virtio_dev *d)
     struct virtq *q = &d->vq[RX_QUEUE];
     int r;
 
-    if (!queue_running(d, q) || !v->port_ready)
+    if (!virtio_queue_running(d, q) || !v->port_ready)
         return false;
     for (int n = 0; !v->rx_held; n++) {
         if (n == CHAIN_BUDGET) {
-            rekick(q); /* look again later: the guest gets a wake-up then */
+            virtio_queue_rekick(q); /* look again later: the guest gets a wake-up then */
             return false;
         }
         r = virtq_pop(q, &v->rx);

@@ -107,6 +107,11 @@ static bool queues_running(const struct virtio_dev *d)
     return (d->status & VIRTIO_STATUS_DRIVER_OK) && !d->broken;
 }
 
+bool virtio_queue_running(const struct virtio_dev *d, const struct virtq *q)
+{
+    return queues_running(d) && q->ready;
+}
+
 /* A queue was kicked (ioeventfd or a QueueNotify write that reached the bus). */
 static void kick_handler(struct loop_handler *h, uint32_t events)
 {
@@ -122,7 +127,7 @@ static void kick_handler(struct loop_handler *h, uint32_t events)
     pthread_mutex_unlock(&d->lock);
 }
 
-static void kick(struct virtq *q)
+void virtio_queue_rekick(struct virtq *q)
 {
     uint64_t one = 1;
 
@@ -183,7 +188,7 @@ static void activate(struct virtio_dev *d)
     }
     for (int i = 0; i < d->nr_queues; i++)
         if (d->vq[i].ready)
-            kick(&d->vq[i]);
+            virtio_queue_rekick(&d->vq[i]);
 }
 
 /* Whether `bits` is one of the states reachable by adding steps in order. */
@@ -336,7 +341,7 @@ static void write_queue_notify(struct virtio_dev *d, uint32_t v)
         log_debug("%s: notify for queue %u that does not exist, ignored", d->name, v);
         return;
     }
-    kick(&d->vq[v]);
+    virtio_queue_rekick(&d->vq[v]);
 }
 
 static uint32_t read_queue_reg(struct virtio_dev *d, uint64_t off)

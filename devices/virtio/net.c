@@ -372,13 +372,6 @@ bad:
     log_debug("%s: malformed transmit buffer (%u bytes) dropped", n->dev->name, c->out_len);
 }
 
-static void self_kick(struct virtq *q)
-{
-    uint64_t one = 1;
-
-    (void)!write(q->kick_fd, &one, sizeof(one));
-}
-
 static void tx_process(struct net *n, struct virtq *q)
 {
     int r = 0, i;
@@ -397,7 +390,7 @@ static void tx_process(struct net *n, struct virtq *q)
     if (r < 0)
         virtio_mark_broken(n->dev, "transmit queue: malformed descriptor chain");
     else if (i == BURST)
-        self_kick(q); /* more may be waiting: continue on the next loop iteration */
+        virtio_queue_rekick(q); /* more may be waiting: continue on the next loop iteration */
     virtio_notify_used(n->dev, q);
 }
 

@@ -74,7 +74,7 @@ static int rx_queue(int port)
 
 static bool running(const struct virtio_dev *d, int q)
 {
-    return (d->status & VIRTIO_STATUS_DRIVER_OK) && !d->broken && d->vq[q].ready;
+    return virtio_queue_running(d, &d->vq[q]);
 }
 
 /* ---- control messages ---- */
@@ -133,9 +133,9 @@ static void ctl_receive(struct ports *p)
 {
     struct virtio_dev *d = p->d;
     struct virtq *q = &d->vq[CTRL_TX];
-    int r;
+    int r = 0, n = 0;
 
-    while ((r = virtq_pop(q, &p->cchain)) == 1) {
+    while (n++ < VIRTQ_BUDGET && (r = virtq_pop(q, &p->cchain)) == 1) {
         uint8_t m[8];
         uint32_t id;
         uint16_t event, value;
@@ -163,6 +163,8 @@ static void ctl_receive(struct ports *p)
     }
     if (r < 0)
         virtio_mark_broken(d, "bad control transmit chain");
+    else if (r == 1)
+        virtio_queue_rekick(q); /* budget spent: the rest in a later round */
     virtio_notify_used(d, q);
     ctl_send(p);
     pump_input(p);
@@ -355,10 +357,8 @@ static void pump_output(struct ports *p, struct out_port *o, int wait_ms)
     }
     if (r < 0)
         virtio_mark_broken(d, "bad output chain");
-    else if (r == 1 && wait_ms <= 0) {
-        uint64_t one = 1; /* budget spent: come back after other work */
-        (void)!write(q->kick_fd, &one, sizeof(one));
-    }
+    else if (r == 1 && wait_ms <= 0)
+        virtio_queue_rekick(q); /* budget spent: come back after other work */
     if (pushed)
         virtio_notify_used(d, q);
 }

@@ -613,7 +613,8 @@ static void test_more_chains_than_slots(void)
     }
     fake_queue_publish(&gq);
     pthread_mutex_lock(&dev.lock);
-    dev.ops->queue_notify(&dev, &dev.vq[0]); /* all QSIZE slots taken */
+    for (int i = 0; i < QSIZE / VIRTQ_BUDGET; i++) /* all QSIZE slots taken, a budget a turn */
+        dev.ops->queue_notify(&dev, &dev.vq[0]);
     pthread_mutex_unlock(&dev.lock);
     /* The same heads once more, before any completion was reaped. */
     for (int i = 0; i < QSIZE; i++) {
@@ -658,6 +659,27 @@ static void test_reset_in_flight(void)
     /* The device works after the reset. */
     driver_up(&dev, F_V1 | F_FLUSH);
     CHECK_EQ(rw(T_IN, 0, BACK_GPA, 4096), ST_OK);
+}
+
+/* A guest that reposts the same head forever, a request answered at once (unknown type): every
+ * round of the loop comes back, having taken at most VIRTQ_BUDGET chains. */
+static void test_same_head_forever(void)
+{
+    struct seg s[2] = {{HDR_GPA, 16, false}, {STATUS_GPA, 1, true}};
+    uint64_t req0;
+    unsigned most;
+    uint16_t head;
+
+    driver_up(&dev, F_V1 | F_FLUSH);
+    put_header(0, 0xff, 0);
+    head = add_chain(s, 2);
+    fake_queue_publish(&gq);
+    req0 = dev.stat_requests;
+    most = fake_repost_flood(&fv, &gq, head, 20, "virtio-blk, the same head forever");
+    CHECK(most > 0 && most <= VIRTQ_BUDGET);
+    CHECK(dev.stat_requests - req0 >= 20);
+    CHECK(!dev.broken);
+    CHECK_EQ(status_at(0), ST_UNSUPP);
 }
 
 /* Backend errors (here EFBIG from RLIMIT_FSIZE) give IOERR, and the device goes on. */
@@ -730,6 +752,7 @@ int main(void)
     test_batch();
     test_more_chains_than_slots();
     test_reset_in_flight();
+    test_same_head_forever();
     test_backend_error();
     test_read_write(&syncdev);
     test_discard_write_zeroes(&syncdev);

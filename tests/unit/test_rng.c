@@ -194,6 +194,19 @@ static void test_hostile(void)
     run_loop(1);
 }
 
+/* The same head forever, a request for one byte: every round takes at most VIRTQ_BUDGET. */
+static void test_same_head_forever(void)
+{
+    struct fake_buf one = {DATA_GPA, 1, F_WRITE};
+    unsigned most;
+
+    driver_up();
+    most = fake_repost_flood(&fv, &gq, fake_queue_post(&gq, &one, 1), 20,
+                             "virtio-rng, the same head forever");
+    CHECK(most > 0 && most <= VIRTQ_BUDGET);
+    CHECK(!dev.broken);
+}
+
 int main(void)
 {
     fake_vm_init(&fv, 16ULL << 20);
@@ -205,6 +218,7 @@ int main(void)
     test_read_only();
     test_many();
     test_hostile();
+    test_same_head_forever();
 
     virtio_mmio_destroy(&dev);
     CHECK(dev.priv == NULL);
