@@ -26,10 +26,12 @@ struct vm;
 #define VIRTIO_STATUS_FAILED      128
 
 #define VIRTQ_MAX_SIZE 1024 /* largest queue size any ember device offers */
-/* Chains one call of a queue handler takes at most: a guest that keeps reposting must not keep
- * the event loop (signals, the control socket, other devices) to itself. A handler that spends
- * it calls virtio_queue_rekick and goes on in a later round of the loop. */
+/* One turn of a queue (from one kick to the next) takes at most VIRTQ_BUDGET chains and walks at
+ * most VIRTQ_DESC_BUDGET descriptors (a chain may hold a 1024-entry indirect table): a guest
+ * that keeps reposting must not keep the event loop (signals, the control socket, other
+ * devices) to itself. virtq_pop enforces it. */
 #define VIRTQ_BUDGET      128
+#define VIRTQ_DESC_BUDGET 4096
 #define VIRTIO_MAX_QUEUES 8
 
 /* One guest buffer of a descriptor chain, validated and translated to host memory. */
@@ -65,6 +67,7 @@ struct virtq {
     struct loop_handler kick;
     struct virtio_dev *dev;
     int index;
+    uint32_t turn_chains, turn_descs; /* taken and walked in this turn */
 };
 
 /* Queue functions run with dev->lock held (inside queue_notify, or after taking it).
@@ -75,11 +78,18 @@ struct virtq {
  * Popping until VIRTQ_EMPTY matters with EVENT_IDX: the empty pop re-arms the guest's kicks.
  * struct virtq_chain is 16 KiB: keep one per queue or device, not on a small stack. */
 #define VIRTQ_EMPTY 0
-/* Take the next available chain; returns 1 with *chain filled, 0 when the ring is empty,
- * or -EINVAL when the guest broke the rules (bad index, bad address, loop, too long): the
- * chain is not consumed and the device should be marked broken. Zero-length buffers are
- * dropped from the chain; indirect tables may hold up to VIRTQ_MAX_SIZE descriptors. */
+/* Take the next available chain; returns 1 with *chain filled, 0 when the ring is empty or
+ * the turn's budget is spent (then the queue is kicked again, so its handler comes back in a
+ * later round of the event loop), or -EINVAL when the guest broke the rules (bad index, bad
+ * address, loop, too long): the chain is not consumed and the device should be marked broken.
+ * Zero-length buffers are dropped from the chain; indirect tables may hold up to
+ * VIRTQ_MAX_SIZE descriptors. */
 int virtq_pop(struct virtq *q, struct virtq_chain *chain);
+/* A new turn: the transport calls it before each queue_notify. */
+void virtq_turn_begin(struct virtq *q);
+/* Have the event loop call queue_notify for q again in a later round (a handler that must
+ * look again later). */
+void virtq_rekick(struct virtq *q);
 /* Return a chain to the guest with `written` bytes written into its writable buffers.
  * -EINVAL if head is not a descriptor index or the queue is not ready (e.g. after a reset:
  * a device must forget chains popped before it was reset, never push them). */
@@ -100,8 +110,7 @@ size_t virtq_chain_write(const struct virtq_chain *c, size_t offset, const void 
 struct virtio_dev;
 
 /* Between the transport and a device. Called with dev->lock held: the register callbacks
- * from vCPU threads (with the MMIO bus lock held too), queue_notify from the event loop.
- * Never take a bus lock while holding dev->lock (vCPU threads take them the other way). */
+ * from vCPU threads, queue_notify from the event loop. */
 struct virtio_dev_ops {
     /* Read/write the device-specific configuration space (offset from 0x100). */
     void (*config_read)(struct virtio_dev *d, uint32_t offset, uint8_t *data, uint32_t len);
@@ -165,9 +174,6 @@ void virtio_notify_used(struct virtio_dev *d, struct virtq *q);
 void virtio_config_changed(struct virtio_dev *d);
 /* The driver set DRIVER_OK, the device is not broken and q is ready: q may be used. */
 bool virtio_queue_running(const struct virtio_dev *d, const struct virtq *q);
-/* Have the event loop call queue_notify for q again in a later round (a handler that spent
- * its budget, or that must look again later). */
-void virtio_queue_rekick(struct virtq *q);
 /* The guest broke the rules: mark NEEDS_RESET, stop processing, tell the guest (config
  * interrupt). Logs once per reset; queue_notify is not called again until the driver resets. */
 void virtio_mark_broken(struct virtio_dev *d, const char *why);

@@ -644,21 +644,17 @@ static int handle_chain(struct blk *b, struct virtq *q, struct blk_req *r)
     return 0;
 }
 
-/* Take up to VIRTQ_BUDGET available chains (while slots last), submit the batch once,
- * interrupt once. Requests answered at once give their slot back at once: without the budget
- * a guest reposting such requests would keep the loop here for ever. */
+/* Take what the turn allows of the available chains (while slots last), submit the batch
+ * once, interrupt once. Requests answered at once give their slot back at once: without the
+ * turn's budget (virtq_pop) a guest reposting such requests would keep the loop here for ever. */
 static void process(struct blk *b, struct virtq *q)
 {
     struct virtio_dev *d = b->dev;
     struct blk_req *r;
-    int ret = VIRTQ_EMPTY, n = 0;
+    int ret = VIRTQ_EMPTY;
 
     b->stalled = false;
     while (!d->broken) {
-        if (n++ == VIRTQ_BUDGET) {
-            virtio_queue_rekick(q); /* the rest in a later round of the loop */
-            break;
-        }
         r = slot_get(b);
         if (!r) {
             b->stalled = true; /* the completion handler comes back for the rest */

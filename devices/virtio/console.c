@@ -11,8 +11,7 @@
 #define RX_QUEUE          0 /* receiveq: host input to the guest */
 #define TX_QUEUE          1 /* transmitq: guest output */
 #define QUEUE_MAX         256
-#define CONFIG_SIZE       8   /* cols (le16), rows (le16), max_nr_ports (le32) */
-#define CHAIN_BUDGET      256 /* chains per turn, so other event loop work gets a go */
+#define CONFIG_SIZE       8 /* cols (le16), rows (le16), max_nr_ports (le32) */
 
 struct vcon {
     struct console *con;
@@ -71,7 +70,7 @@ static void tx_process(struct virtio_dev *d, struct virtq *q)
     bool pushed = false;
     int r = 0;
 
-    for (int n = 0; n < CHAIN_BUDGET; n++) {
+    for (;;) { /* the turn's budget (virtq_pop) bounds it */
         if (!v->tx_held) {
             r = virtq_pop(q, &v->tx);
             if (r != 1)
@@ -95,8 +94,6 @@ static void tx_process(struct virtio_dev *d, struct virtq *q)
     }
     if (r < 0)
         virtio_mark_broken(d, "bad transmit chain");
-    else if (r == 1)
-        virtio_queue_rekick(q); /* budget spent with chains maybe left */
     if (pushed)
         virtio_notify_used(d, q);
 }
@@ -124,11 +121,7 @@ static bool rx_ready(struct virtio_dev *d)
 
     if (!virtio_queue_running(d, q) || !v->port_ready)
         return false;
-    for (int n = 0; !v->rx_held; n++) {
-        if (n == CHAIN_BUDGET) {
-            virtio_queue_rekick(q); /* look again later: the guest gets a wake-up then */
-            return false;
-        }
+    while (!v->rx_held) { /* the turn's budget (virtq_pop) bounds it */
         r = virtq_pop(q, &v->rx);
         if (r == VIRTQ_EMPTY)
             return false;

@@ -122,17 +122,10 @@ static void kick_handler(struct loop_handler *h, uint32_t events)
     (void)events;
     (void)!read(q->kick_fd, &n, sizeof(n)); /* non-blocking: drains the count */
     pthread_mutex_lock(&d->lock);
+    virtq_turn_begin(q);
     if (queues_running(d) && q->ready && d->ops->queue_notify)
         d->ops->queue_notify(d, q);
     pthread_mutex_unlock(&d->lock);
-}
-
-void virtio_queue_rekick(struct virtq *q)
-{
-    uint64_t one = 1;
-
-    if (q->kick_fd >= 0)
-        (void)!write(q->kick_fd, &one, sizeof(one));
 }
 
 /* Reset: back to the state after virtio_mmio_init, as the driver must find it. */
@@ -188,7 +181,7 @@ static void activate(struct virtio_dev *d)
     }
     for (int i = 0; i < d->nr_queues; i++)
         if (d->vq[i].ready)
-            virtio_queue_rekick(&d->vq[i]);
+            virtq_rekick(&d->vq[i]);
 }
 
 /* Whether `bits` is one of the states reachable by adding steps in order. */
@@ -341,7 +334,7 @@ static void write_queue_notify(struct virtio_dev *d, uint32_t v)
         log_debug("%s: notify for queue %u that does not exist, ignored", d->name, v);
         return;
     }
-    virtio_queue_rekick(&d->vq[v]);
+    virtq_rekick(&d->vq[v]);
 }
 
 static uint32_t read_queue_reg(struct virtio_dev *d, uint64_t off)

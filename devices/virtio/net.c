@@ -14,7 +14,7 @@
 #define RXQ         0
 #define TXQ         1
 #define QUEUE_MAX   256
-#define BURST       256 /* chains or frames per handler call: one queue cannot starve the loop */
+#define BURST       256 /* frames read from a backend per handler call */
 #define PENDING_MAX 64  /* frames a push backend may queue while the guest has no buffers */
 #define CONFIG_SIZE 8   /* mac[6], status (le16) */
 
@@ -374,9 +374,9 @@ bad:
 
 static void tx_process(struct net *n, struct virtq *q)
 {
-    int r = 0, i;
+    int r = 0;
 
-    for (i = 0; i < BURST && !n->dev->broken; i++) {
+    while (!n->dev->broken) { /* the turn's budget (virtq_pop) bounds it */
         r = virtq_pop(q, &n->tx_chain);
         if (r != 1)
             break;
@@ -389,8 +389,6 @@ static void tx_process(struct net *n, struct virtq *q)
     }
     if (r < 0)
         virtio_mark_broken(n->dev, "transmit queue: malformed descriptor chain");
-    else if (i == BURST)
-        virtio_queue_rekick(q); /* more may be waiting: continue on the next loop iteration */
     virtio_notify_used(n->dev, q);
 }
 

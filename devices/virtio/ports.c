@@ -133,9 +133,9 @@ static void ctl_receive(struct ports *p)
 {
     struct virtio_dev *d = p->d;
     struct virtq *q = &d->vq[CTRL_TX];
-    int r = 0, n = 0;
+    int r;
 
-    while (n++ < VIRTQ_BUDGET && (r = virtq_pop(q, &p->cchain)) == 1) {
+    while ((r = virtq_pop(q, &p->cchain)) == 1) { /* the turn bounds it */
         uint8_t m[8];
         uint32_t id;
         uint16_t event, value;
@@ -163,8 +163,6 @@ static void ctl_receive(struct ports *p)
     }
     if (r < 0)
         virtio_mark_broken(d, "bad control transmit chain");
-    else if (r == 1)
-        virtio_queue_rekick(q); /* budget spent: the rest in a later round */
     virtio_notify_used(d, q);
     ctl_send(p);
     pump_input(p);
@@ -358,7 +356,7 @@ static void pump_output(struct ports *p, struct out_port *o, int wait_ms)
     if (r < 0)
         virtio_mark_broken(d, "bad output chain");
     else if (r == 1 && wait_ms <= 0)
-        virtio_queue_rekick(q); /* budget spent: come back after other work */
+        virtq_rekick(q); /* budget spent: come back after other work */
     if (pushed)
         virtio_notify_used(d, q);
 }

@@ -59,10 +59,10 @@ static void vrng_queue_notify(struct virtio_dev *d, struct virtq *q)
 {
     struct vrng *v = d->priv;
     size_t turn = 0;
-    int r = 0, n = 0;
+    int r = 0;
 
-    /* A turn ends after TURN_MAX bytes or VIRTQ_BUDGET chains, whichever comes first. */
-    while (turn < TURN_MAX && n++ < VIRTQ_BUDGET && (r = virtq_pop(q, &v->chain)) == 1) {
+    /* A turn ends after TURN_MAX bytes or the queue's own budget (virtq_pop). */
+    while (turn < TURN_MAX && (r = virtq_pop(q, &v->chain)) == 1) {
         uint32_t written = 0;
 
         if (v->chain.in_len == 0) {
@@ -84,7 +84,7 @@ static void vrng_queue_notify(struct virtio_dev *d, struct virtq *q)
     if (r < 0)
         virtio_mark_broken(d, "bad request chain");
     else if (r == 1)
-        virtio_queue_rekick(q); /* turn spent: go on later */
+        virtq_rekick(q); /* turn spent: go on later */
     virtio_notify_used(d, q);
 }
 

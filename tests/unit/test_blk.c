@@ -127,6 +127,7 @@ static void kick(void)
     }
     /* The synchronous device has no loop: play the kick handler's part. */
     pthread_mutex_lock(&cur->lock);
+    virtq_turn_begin(&cur->vq[0]);
     if (!cur->broken)
         cur->ops->queue_notify(cur, &cur->vq[0]);
     pthread_mutex_unlock(&cur->lock);
@@ -613,8 +614,10 @@ static void test_more_chains_than_slots(void)
     }
     fake_queue_publish(&gq);
     pthread_mutex_lock(&dev.lock);
-    for (int i = 0; i < QSIZE / VIRTQ_BUDGET; i++) /* all QSIZE slots taken, a budget a turn */
+    for (int i = 0; i < QSIZE / VIRTQ_BUDGET; i++) { /* all QSIZE slots taken, a turn a budget */
+        virtq_turn_begin(&dev.vq[0]);
         dev.ops->queue_notify(&dev, &dev.vq[0]);
+    }
     pthread_mutex_unlock(&dev.lock);
     /* The same heads once more, before any completion was reaped. */
     for (int i = 0; i < QSIZE; i++) {
@@ -625,6 +628,7 @@ static void test_more_chains_than_slots(void)
     }
     fake_queue_publish(&gq);
     pthread_mutex_lock(&dev.lock);
+    virtq_turn_begin(&dev.vq[0]);
     dev.ops->queue_notify(&dev, &dev.vq[0]); /* no slot free: nothing taken */
     pthread_mutex_unlock(&dev.lock);
     CHECK_EQ(dev.vq[0].last_avail, QSIZE);
