@@ -110,15 +110,25 @@ size_t virtq_chain_write(const struct virtq_chain *c, size_t offset, const void 
 struct virtio_dev;
 
 /* Between the transport and a device. Called with dev->lock held: the register callbacks
- * from vCPU threads, queue_notify from the event loop. */
+ * (config_read/write, activate, reset) from vCPU threads, the rest from the event loop. Device
+ * work runs on the event loop, never on a vCPU: the register callbacks only change the
+ * device's state in memory and never block or call the kernel (but to write an eventfd);
+ * what needs a system call (a backend's offloads, epoll) they hand to loop_work through
+ * virtio_post_work, and a reset that must wait for I/O in flight completes later, from the
+ * loop (virtio_reset_pending / virtio_reset_done). */
 struct virtio_dev_ops {
     /* Read/write the device-specific configuration space (offset from 0x100). */
     void (*config_read)(struct virtio_dev *d, uint32_t offset, uint8_t *data, uint32_t len);
     void (*config_write)(struct virtio_dev *d, uint32_t offset, const uint8_t *data, uint32_t len);
     /* The driver set DRIVER_OK: start using the queues. 0 or -errno (device marked broken). */
     int (*activate)(struct virtio_dev *d);
-    /* The driver reset the device: stop using the queues, drop in-flight state. */
+    /* The driver reset the device: stop using the queues, forget popped chains. With I/O still
+     * in flight it calls virtio_reset_pending and later, from the loop, virtio_reset_done: until
+     * then the device is out of service and its status does not read 0. */
     void (*reset)(struct virtio_dev *d);
+    /* Event loop: the work a register callback handed over with virtio_post_work (run before
+     * the device's next queue_notify). May be NULL. */
+    void (*loop_work)(struct virtio_dev *d);
     /* A queue was kicked (event loop thread). */
     void (*queue_notify)(struct virtio_dev *d, struct virtq *q);
     /* Free the device's own resources (backend descriptors, buffers); may be NULL. Called
@@ -143,6 +153,10 @@ struct virtio_dev {
     void *priv;
     pthread_mutex_t lock; /* transport registers (vCPU threads) vs queue work (event loop) */
     bool broken;          /* the guest broke the rules: NEEDS_RESET until it resets us */
+    bool resetting;       /* a reset waits for I/O in flight: out of service, registers frozen */
+    bool work_pending;    /* loop_work was asked for and has not run yet */
+    int work_fd;          /* eventfd: wakes the loop for loop_work */
+    struct loop_handler h_work;
 
     /* Transport. */
     struct vm *vm;
@@ -174,6 +188,14 @@ void virtio_notify_used(struct virtio_dev *d, struct virtq *q);
 void virtio_config_changed(struct virtio_dev *d);
 /* The driver set DRIVER_OK, the device is not broken and q is ready: q may be used. */
 bool virtio_queue_running(const struct virtio_dev *d, const struct virtq *q);
+/* From a register callback (vCPU, dev->lock held): run ops->loop_work on the event loop soon,
+ * before the device's next queue_notify (at once when there is no loop: unit-test mode). */
+void virtio_post_work(struct virtio_dev *d);
+/* Inside ops->reset: the reset cannot complete now (I/O in flight). The device stays out of
+ * service, its registers ignore writes and its status keeps reading non-zero until
+ * virtio_reset_done (event loop, dev->lock held) completes the reset. */
+void virtio_reset_pending(struct virtio_dev *d);
+void virtio_reset_done(struct virtio_dev *d);
 /* The guest broke the rules: mark NEEDS_RESET, stop processing, tell the guest (config
  * interrupt). Logs once per reset; queue_notify is not called again until the driver resets. */
 void virtio_mark_broken(struct virtio_dev *d, const char *why);

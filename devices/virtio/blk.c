@@ -128,6 +128,7 @@ struct blk {
     unsigned inflight; /* handed to the ring, completion not reaped yet */
     unsigned queued;   /* SQEs prepared since the last submit */
     bool stalled;      /* stopped taking chains: every slot was busy */
+    bool resetting;    /* reset with requests in flight: their results are dropped */
     unsigned logged_errors;
 
     blk_error_fn on_error; /* the control socket's BLOCK_IO_ERROR */
@@ -407,9 +408,11 @@ static void submit(struct blk *b)
     b->queued = 0;
 }
 
-/* Take every completion; with q NULL they are dropped (reset, teardown). */
+/* Take every completion; with q NULL (or a reset waiting for them) they are dropped. */
 static void reap(struct blk *b, struct virtq *q)
 {
+    if (b->resetting)
+        q = NULL;
     struct io_uring_cqe *cqe;
 
     while (io_uring_peek_cqe(&b->ring, &cqe) == 0) {
@@ -672,12 +675,19 @@ static void process(struct blk *b, struct virtq *q)
     }
     if (ret < 0)
         virtio_mark_broken(d, "malformed descriptor chain");
-    if (b->uring) {
-        submit(b);
-        reap(b, q); /* whatever completed inline */
-        submit(b);
-    }
+    if (b->uring)
+        submit(b); /* completions come back through the eventfd, even those done inline */
     virtio_notify_used(d, q);
+}
+
+/* A reset waited for the requests in flight: once none is left, it is done. */
+static void reset_progress(struct blk *b)
+{
+    if (!b->resetting || b->inflight > 0)
+        return;
+    b->resetting = false;
+    slots_reset(b);
+    virtio_reset_done(b->dev);
 }
 
 /* The ring's eventfd: completions arrived. */
@@ -693,6 +703,7 @@ static void on_completion(struct loop_handler *h, uint32_t events)
     pthread_mutex_lock(&d->lock);
     reap(b, q);
     submit(b);
+    reset_progress(b);
     if (b->stalled && b->nfree > 0 && !d->broken && (d->status & VIRTIO_STATUS_DRIVER_OK) &&
         q->ready)
         process(b, q);
@@ -723,12 +734,31 @@ static int blk_activate(struct virtio_dev *d)
     return 0;
 }
 
+/* On the vCPU that wrote status 0: nothing here may wait. Requests in flight finish on the
+ * loop (their results dropped, no chain pushed); only then does the reset complete, and the
+ * guest sees status 0, so nothing it reuses can still be written by a request from before. */
 static void blk_reset(struct virtio_dev *d)
 {
     struct blk *b = d->priv;
 
-    drain(b);
-    slots_reset(b);
+    if (b->inflight == 0) {
+        slots_reset(b);
+        return;
+    }
+    b->resetting = true;
+    virtio_reset_pending(d);
+    virtio_post_work(d); /* SQEs not submitted yet must be, or they never complete */
+}
+
+/* Event loop, after a reset with requests in flight. */
+static void blk_loop_work(struct virtio_dev *d)
+{
+    struct blk *b = d->priv;
+
+    if (b->uring)
+        submit(b);
+    reap(b, NULL);
+    reset_progress(b);
 }
 
 static void blk_queue_notify(struct virtio_dev *d, struct virtq *q)
@@ -757,6 +787,7 @@ static void blk_destroy(struct virtio_dev *d)
     if (!b)
         return;
     drain(b); /* writes in flight reach the file before it is closed */
+    b->resetting = false;
     blk_free(b);
     d->priv = NULL;
 }
@@ -765,6 +796,7 @@ static const struct virtio_dev_ops blk_ops = {
         .config_read = blk_config_read,
         .activate = blk_activate,
         .reset = blk_reset,
+        .loop_work = blk_loop_work,
         .queue_notify = blk_queue_notify,
         .destroy = blk_destroy,
 };

@@ -406,6 +406,7 @@ static void ports_queue_notify(struct virtio_dev *d, struct virtq *q)
     }
 }
 
+/* vCPU: forget the driver's state; the host descriptors leave epoll on the loop. */
 static void ports_reset(struct virtio_dev *d)
 {
     struct ports *p = d->priv;
@@ -413,10 +414,18 @@ static void ports_reset(struct virtio_dev *d)
     p->rx_held = p->stdin_ready = p->eof_sent = false;
     p->spec_sent = 0;
     p->ctl_n = 0;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 2; i++)
         p->out[i].held = false;
+    virtio_post_work(d);
+}
+
+/* Event loop, after a reset: stop watching stdin, stdout and stderr until the guest asks. */
+static void ports_loop_work(struct virtio_dev *d)
+{
+    struct ports *p = d->priv;
+
+    for (int i = 0; i < 2; i++)
         watch_out(p, &p->out[i], false);
-    }
     watch_in(p, false);
 }
 
@@ -426,7 +435,7 @@ static void ports_destroy(struct virtio_dev *d)
 
     if (!p)
         return;
-    ports_reset(d);
+    ports_loop_work(d); /* teardown runs on the event loop's thread */
     if (p->timer_fd >= 0) {
         loop_del(p->loop, &p->h_timer);
         close(p->timer_fd);
@@ -439,6 +448,7 @@ static void ports_destroy(struct virtio_dev *d)
 static const struct virtio_dev_ops ports_ops = {
         .config_read = ports_config_read,
         .reset = ports_reset,
+        .loop_work = ports_loop_work,
         .queue_notify = ports_queue_notify,
         .destroy = ports_destroy,
 };

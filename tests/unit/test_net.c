@@ -432,6 +432,10 @@ static void test_broken_and_reset(struct dev_under_test *t)
     CHECK(rd(t, R_STATUS) & S_NR);
     wr(t, R_STATUS, 0);
     CHECK(!t->dev.broken);
+    /* The vCPU that wrote the register did no device work: the backend hears of the reset from
+     * the event loop. */
+    CHECK_EQ(fake.offload, F(GUEST_CSUM) | F(GUEST_TSO4));
+    run_loop(1, 0);
     CHECK_EQ(fake.offload, 0);
 
     /* A new driver, without offloads this time: partial checksums are refused. */
