@@ -133,7 +133,7 @@ int config_apply_json(struct vm_config *cfg, struct json_object *doc, const char
 int config_load_file(struct vm_config *cfg, const char *path);
 /* The configuration as a JSON document in the same schema (caller puts it). */
 struct json_object *config_to_json(const struct vm_config *cfg);
-/* A kernel or initrd must open for reading and be a regular file or a block device: 0, or
+/* A kernel or initrd must open for reading (without blocking) and be a regular file: 0, or
  * -errno with *why saying what is wrong (path NULL: nothing to check). */
 int config_check_file(const char *path, const char **why);
 /* Free what --config and `configure` kept. */

@@ -1,6 +1,7 @@
 /* --config FILE and the control socket's `configure`: JSON documents whose keys are the long
  * flags of `ember run`, applied through the command line's own parser (one schema). */
 #include "config.h"
+#include "hostfile.h"
 #include "log.h"
 
 #include <arpa/inet.h>
@@ -11,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define CONFIG_FILE_MAX (1024 * 1024)
@@ -52,21 +52,14 @@ static void release(struct vm_config *cfg, struct config_owned *until)
 
 int config_check_file(const char *path, const char **why)
 {
-    struct stat st;
-    int fd, err = 0;
+    struct host_file f;
+    int err;
 
     if (!path)
         return 0;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        err = -errno;
-        *why = strerror(errno);
-    } else if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-        err = -EINVAL;
-        *why = "not a regular file";
-    }
-    if (fd >= 0)
-        close(fd);
+    err = host_file_open(path, O_RDONLY, HOSTFILE_REGULAR, &f, why);
+    if (!err)
+        close(f.fd);
     return err;
 }
 
@@ -253,26 +246,26 @@ int config_apply_json(struct vm_config *cfg, struct json_object *doc, const char
 
 static char *read_file(const char *path, size_t *len)
 {
-    struct stat st;
+    struct host_file f;
+    const char *why;
     char *buf = NULL;
     size_t got = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
 
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        log_err("--config %s: %s", path, strerror(errno));
+    if (host_file_open(path, O_RDONLY, HOSTFILE_REGULAR, &f, &why)) {
+        log_err("--config %s: %s", path, why);
+        return NULL;
+    }
+    if (f.size > CONFIG_FILE_MAX) {
+        log_err("--config %s: larger than %d bytes", path, CONFIG_FILE_MAX);
         goto out;
     }
-    if (!S_ISREG(st.st_mode) || st.st_size > CONFIG_FILE_MAX) {
-        log_err("--config %s: not a regular file of at most %d bytes", path, CONFIG_FILE_MAX);
-        goto out;
-    }
-    buf = malloc((size_t)st.st_size + 1);
+    buf = malloc((size_t)f.size + 1);
     if (!buf) {
         log_err("--config %s: out of memory", path);
         goto out;
     }
-    while (got < (size_t)st.st_size) {
-        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+    while (got < f.size) {
+        ssize_t r = read(f.fd, buf + got, (size_t)f.size - got);
 
         if (r <= 0) {
             log_err("--config %s: read: %s", path, r < 0 ? strerror(errno) : "file shrank");
@@ -285,8 +278,7 @@ static char *read_file(const char *path, size_t *len)
     buf[got] = '\0';
     *len = got;
 out:
-    if (fd >= 0)
-        close(fd);
+    close(f.fd);
     return buf;
 }
 

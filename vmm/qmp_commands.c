@@ -3,6 +3,7 @@
 #include "control.h"
 #include "devices.h"
 #include "ged.h"
+#include "hostfile.h"
 #include "log.h"
 #include "qmp.h"
 #include "virtio.h"
@@ -14,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define VIRTIO_ID_BLOCK 2
@@ -344,24 +344,20 @@ static int check_file(struct qmp_request *req, const char *field, const char *pa
     return -1;
 }
 
-/* A disk must open the way the VM will open it. */
+/* A disk must open the way the VM will open it (without blocking: no FIFO, no directory). */
 static int check_disk(struct qmp_request *req, const struct disk_config *d)
 {
-    struct stat st;
-    int fd = open(d->path, (d->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    struct host_file f;
+    const char *why;
+    int err = host_file_open(d->path, d->readonly ? O_RDONLY : O_RDWR,
+                             HOSTFILE_REGULAR | HOSTFILE_BLOCK, &f, &why);
 
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        qmp_error(req, NULL, "field 'disk': %.400s: %s%s", d->path, strerror(errno),
-                  errno == EACCES || errno == EROFS ? " (add ,ro to attach it read-only)" : "");
-        if (fd >= 0)
-            close(fd);
+    if (err) {
+        qmp_error(req, NULL, "field 'disk': %.400s: %s%s", d->path, why,
+                  err == -EACCES || err == -EROFS ? " (add ,ro to attach it read-only)" : "");
         return -1;
     }
-    close(fd);
-    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-        qmp_error(req, NULL, "field 'disk': %.400s is not a regular file or block device", d->path);
-        return -1;
-    }
+    close(f.fd);
     return 0;
 }
 

@@ -1,4 +1,5 @@
 /* virtio-blk: a raw file or block device as a guest disk; I/O runs on io_uring, off the loop. */
+#include "hostfile.h"
 #include "layout.h"
 #include "log.h"
 #include "virtio_devices.h"
@@ -14,7 +15,6 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -803,39 +803,30 @@ static const struct virtio_dev_ops blk_ops = {
 
 /* ---- creation ---- */
 
-static int open_error(const struct disk_config *cfg, int err)
+/* Open a disk image for --disk (prefix "--disk ") or blockdev-change-medium (prefix ""):
+ * without blocking, a regular file or block device of a positive multiple of 512 bytes. One
+ * error line naming the path. */
+static int open_disk(const char *prefix, const char *path, int readonly, struct host_file *hf,
+                     uint64_t *sectors)
 {
-    if (!cfg->readonly && (err == EACCES || err == EPERM || err == EROFS))
-        log_err("--disk %s: %s (add ,ro to attach it read-only)", cfg->path, strerror(err));
-    else
-        log_err("--disk %s: %s", cfg->path, strerror(err));
-    return -err;
-}
+    const char *why;
+    int err = host_file_open(path, readonly ? O_RDONLY : O_RDWR, HOSTFILE_REGULAR | HOSTFILE_BLOCK,
+                             hf, &why);
 
-static int open_backend(struct blk *b, const struct disk_config *cfg)
-{
-    struct stat st;
-    uint64_t size;
-
-    b->fd = open(cfg->path, (cfg->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-    if (b->fd < 0 || fstat(b->fd, &st) < 0)
-        return open_error(cfg, errno);
-    if (S_ISBLK(st.st_mode)) {
-        b->is_blkdev = true;
-        if (ioctl(b->fd, BLKGETSIZE64, &size) < 0)
-            return open_error(cfg, errno);
-    } else if (S_ISREG(st.st_mode)) {
-        size = (uint64_t)st.st_size;
-    } else {
-        log_err("--disk %s: not a regular file or block device", cfg->path);
+    if (err) {
+        log_err("%s%s: %s%s", prefix, path, why,
+                !readonly && (err == -EACCES || err == -EPERM || err == -EROFS)
+                        ? " (add ,ro to attach it read-only)"
+                        : "");
+        return err;
+    }
+    if (hf->size == 0 || hf->size % SECTOR_SIZE) {
+        log_err("%s%s: size %llu bytes is not a positive multiple of 512", prefix, path,
+                (unsigned long long)hf->size);
+        close(hf->fd);
         return -EINVAL;
     }
-    if (size == 0 || size % SECTOR_SIZE) {
-        log_err("--disk %s: size %llu bytes is not a positive multiple of 512", cfg->path,
-                (unsigned long long)size);
-        return -EINVAL;
-    }
-    b->sectors = size >> SECTOR_SHIFT;
+    *sectors = hf->size >> SECTOR_SHIFT;
     return 0;
 }
 
@@ -856,8 +847,10 @@ static int setup_ring(struct blk *b, const struct disk_config *cfg)
     }
     b->uring = true;
     b->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (b->efd < 0)
-        return open_error(cfg, errno);
+    if (b->efd < 0) {
+        log_err("--disk %s: eventfd: %s", cfg->path, strerror(errno));
+        return -errno;
+    }
     err = io_uring_register_eventfd(&b->ring, b->efd);
     if (err < 0) {
         log_err("--disk %s: io_uring_register_eventfd: %s", cfg->path, strerror(-err));
@@ -899,6 +892,7 @@ int virtio_blk_create(struct virtio_dev *d, const struct disk_config *cfg, struc
 {
     uint64_t features = (1ULL << BLK_F_SEG_MAX) | (1ULL << BLK_F_BLK_SIZE) | (1ULL << BLK_F_FLUSH);
     struct blk *b = calloc(1, sizeof(*b));
+    struct host_file hf;
     int err;
 
     if (!b) {
@@ -913,9 +907,12 @@ int virtio_blk_create(struct virtio_dev *d, const struct disk_config *cfg, struc
     b->has_id = cfg->id[0] != '\0';
     snprintf(b->id, sizeof(b->id), "%s", cfg->id);
     slots_reset(b);
-    err = open_backend(b, cfg);
-    if (!err)
+    err = open_disk("--disk ", cfg->path, cfg->readonly, &hf, &b->sectors);
+    if (!err) {
+        b->fd = hf.fd;
+        b->is_blkdev = hf.is_blkdev;
         err = setup_ring(b, cfg);
+    }
     if (err) {
         blk_free(b);
         return err;
@@ -963,53 +960,28 @@ void virtio_blk_info(struct virtio_dev *d, struct blk_info *info)
 int virtio_blk_change(struct virtio_dev *d, const char *path, int readonly)
 {
     struct blk *b = d->priv;
-    struct disk_config cfg = {.readonly = readonly};
-    struct stat st;
-    uint64_t size = 0;
-    int fd, err;
+    struct host_file hf;
+    uint64_t sectors;
+    int err;
 
     if (strlen(path) >= sizeof(b->path)) {
         log_err("%s: the path is longer than %zu bytes", path, sizeof(b->path) - 1);
         return -ENAMETOOLONG;
     }
-    snprintf(cfg.path, sizeof(cfg.path), "%s", path);
-    fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        err = open_error(&cfg, errno);
-        goto fail;
-    }
-    if (S_ISBLK(st.st_mode) && ioctl(fd, BLKGETSIZE64, &size) < 0) {
-        err = open_error(&cfg, errno);
-        goto fail;
-    }
-    if (S_ISREG(st.st_mode))
-        size = (uint64_t)st.st_size;
-    if (!S_ISBLK(st.st_mode) && !S_ISREG(st.st_mode)) {
-        log_err("%s: not a regular file or block device", path);
-        err = -EINVAL;
-        goto fail;
-    }
-    if (size == 0 || size % SECTOR_SIZE) {
-        log_err("%s: size %llu bytes is not a positive multiple of 512", path,
-                (unsigned long long)size);
-        err = -EINVAL;
-        goto fail;
-    }
+    err = open_disk("", path, readonly, &hf, &sectors);
+    if (err)
+        return err;
     pthread_mutex_lock(&d->lock);
     drain(b); /* requests in flight finish on the old file */
     close(b->fd);
-    b->fd = fd;
-    b->is_blkdev = S_ISBLK(st.st_mode);
+    b->fd = hf.fd;
+    b->is_blkdev = hf.is_blkdev;
     b->readonly = readonly;
-    b->sectors = size >> SECTOR_SHIFT;
+    b->sectors = sectors;
     b->logged_errors = 0;
     snprintf(b->path, sizeof(b->path), "%s", path);
     fill_config(b);
     virtio_config_changed(d); /* the guest re-reads the capacity */
     pthread_mutex_unlock(&d->lock);
     return 0;
-fail:
-    if (fd >= 0)
-        close(fd);
-    return err;
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -694,6 +695,72 @@ static void test_same_head_forever(void)
     CHECK_EQ(status_at(0), ST_UNSUPP);
 }
 
+/* Whether fn() returned within `seconds` in a child process, with the value `want`: a call that
+ * blocks (an open of a FIFO waits for a writer) fails the test instead of hanging it. */
+static bool returns_within(int seconds, int (*fn)(void), int want)
+{
+    int st;
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        signal(SIGALRM, SIG_DFL);
+        alarm((unsigned)seconds);
+        _exit(fn() == want ? 0 : 1);
+    }
+    return pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+static char fifo_path[80], dir_path[80];
+
+static int change_to_fifo(void)
+{
+    return virtio_blk_change(&dev, fifo_path, 1);
+}
+
+static int change_to_dir(void)
+{
+    return virtio_blk_change(&dev, dir_path, 0);
+}
+
+/* A second disk image, every byte 0x5a; its path in `path`. */
+static void make_other_disk(char *path, size_t n)
+{
+    uint8_t buf[4096];
+    int fd;
+
+    snprintf(path, n, "/tmp/ember-test-blk2-XXXXXX");
+    fd = mkstemp(path);
+    CHECK(fd >= 0);
+    memset(buf, 0x5a, sizeof(buf));
+    for (int i = 0; i < DISK_SECTORS / 8; i++)
+        CHECK_EQ(pwrite(fd, buf, sizeof(buf), (off_t)i * 4096), (ssize_t)sizeof(buf));
+    close(fd);
+}
+
+/* blockdev-change-medium to a path that would block (a FIFO) or is no disk (a directory):
+ * refused at once, the disk unchanged. */
+static void test_change_medium_refuses_fifo(void)
+{
+    char other[64];
+
+    make_other_disk(other, sizeof(other));
+    driver_up(&dev, F_V1 | F_FLUSH);
+    CHECK_EQ(virtio_blk_change(&dev, other, 0), 0);
+    snprintf(fifo_path, sizeof(fifo_path), "%s.fifo", other);
+    snprintf(dir_path, sizeof(dir_path), "%s.dir", other);
+    CHECK_EQ(mkfifo(fifo_path, 0600), 0);
+    CHECK_EQ(mkdir(dir_path, 0700), 0);
+    CHECK(returns_within(2, change_to_fifo, -EINVAL));
+    CHECK(returns_within(2, change_to_dir, -EISDIR));
+    CHECK_EQ(rw(T_IN, 0, BACK_GPA, 4096), ST_OK);
+    CHECK_EQ(*(uint8_t *)guest_ptr(&fv.vm.mem, BACK_GPA + 100, 1), 0x5a);
+
+    CHECK_EQ(virtio_blk_change(&dev, disk_path, 0), 0); /* back for the tests after */
+    unlink(fifo_path);
+    rmdir(dir_path);
+    unlink(other);
+}
+
 /* Backend errors (here EFBIG from RLIMIT_FSIZE) give IOERR, and the device goes on. */
 static void test_backend_error(void)
 {
@@ -765,6 +832,7 @@ int main(void)
     test_more_chains_than_slots();
     test_reset_in_flight();
     test_same_head_forever();
+    test_change_medium_refuses_fifo();
     test_backend_error();
     test_read_write(&syncdev);
     test_discard_write_zeroes(&syncdev);
