@@ -20,6 +20,7 @@
 /* Memory kept for the configuration: strings from JSON, the guest's argument vector. */
 struct config_owned {
     struct config_owned *next;
+    size_t len;
     char data[];
 };
 
@@ -29,6 +30,7 @@ static void *keep(struct vm_config *cfg, const void *src, size_t len)
 
     if (!o)
         return NULL;
+    o->len = len + 1;
     if (src)
         memcpy(o->data, src, len);
     else
@@ -66,6 +68,58 @@ int config_check_file(const char *path, const char **why)
 void config_free(struct vm_config *cfg)
 {
     release(cfg, NULL);
+}
+
+void config_revert(struct vm_config *cfg, const struct vm_config *before)
+{
+    release(cfg, before->owned);
+    *cfg = *before;
+}
+
+/* Whether p is one of the strings (or the argument vector) the configuration points at. */
+static int referenced(const struct vm_config *cfg, const void *p)
+{
+    const char *const strings[] = {cfg->kernel,   cfg->initrd,           cfg->cmdline,
+                                   cfg->api_sock, cfg->jail.dir,         cfg->jail.netns,
+                                   cfg->jail.cgroup_parent};
+
+    for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
+        if (strings[i] == p)
+            return 1;
+    for (int i = 0; i < cfg->jail.nr_cgroup; i++)
+        if (cfg->jail.cgroup[i] == p)
+            return 1;
+    if ((const void *)cfg->init_args == p)
+        return 1;
+    for (int i = 0; cfg->init_args && i < cfg->nr_init_args; i++)
+        if (cfg->init_args[i] == p)
+            return 1;
+    return 0;
+}
+
+void config_compact(struct vm_config *cfg)
+{
+    struct config_owned **pp = &cfg->owned;
+
+    while (*pp) {
+        struct config_owned *o = *pp;
+
+        if (referenced(cfg, o->data)) {
+            pp = &o->next;
+            continue;
+        }
+        *pp = o->next;
+        free(o);
+    }
+}
+
+size_t config_owned_bytes(const struct vm_config *cfg)
+{
+    size_t n = 0;
+
+    for (const struct config_owned *o = cfg->owned; o; o = o->next)
+        n += o->len;
+    return n;
 }
 
 __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t n, const char *fmt, ...)

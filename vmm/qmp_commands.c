@@ -380,10 +380,10 @@ static enum qmp_result cmd_configure(struct control *c, struct qmp_request *req)
         bad = check_file(req, "initrd", c->cfg->initrd);
     for (int i = 0; !bad && i < c->cfg->nr_disks; i++)
         bad = check_disk(req, &c->cfg->disk[i]);
-    if (bad) {
-        before->owned = c->cfg->owned; /* kept strings are freed at exit */
-        *c->cfg = *before;
-    }
+    if (bad)
+        config_revert(c->cfg, before); /* nothing of the refused request is kept */
+    else
+        config_compact(c->cfg); /* nor what this one replaced */
     free(before);
     return bad ? QMP_ERR : QMP_OK;
 }

@@ -1,5 +1,6 @@
 /* Unit tests for the control socket's commands without a socket or a VM: configure refuses
- * paths that would block (FIFOs) or are no file, at once. */
+ * paths that would block (FIFOs) or are no file, at once, and what repeated or refused
+ * configure calls keep stays bounded. */
 #include "check.h"
 #include "config.h"
 #include "control.h"
@@ -72,6 +73,43 @@ static void test_paths_that_would_block(void)
     CHECK(refused_at_once(args, "character device"));
 }
 
+/* A configure request setting the kernel and a command line of len bytes. */
+static char *request(const char *kernel, size_t len)
+{
+    char *r = malloc(len + strlen(kernel) + 64);
+    int n = sprintf(r, "{\"kernel\": \"%s\", \"cmdline\": \"", kernel);
+
+    memset(r + n, 'k', len);
+    strcpy(r + n + len, "\"}");
+    return r;
+}
+
+/* 1000 configure calls of a 48 KiB command line, every other one refused (a missing kernel):
+ * what is kept is one command line, not a thousand. */
+static void test_kept_memory_is_bounded(void)
+{
+    size_t len = 48 * 1024, most = 0;
+    char missing[80], desc[QMP_DESC_MAX];
+    char *ok, *bad;
+
+    snprintf(missing, sizeof(missing), "%s-missing", file);
+    ok = request(file, len);
+    bad = request(missing, len);
+    for (int i = 0; i < 1000; i++) {
+        size_t kept;
+
+        CHECK_EQ(configure(i % 2 ? bad : ok, desc, sizeof(desc)), i % 2 ? QMP_ERR : QMP_OK);
+        kept = config_owned_bytes(&cfg);
+        if (kept > most)
+            most = kept;
+    }
+    CHECK(most < 4 * len);
+    CHECK(cfg.cmdline && strlen(cfg.cmdline) == len);
+    CHECK(strcmp(cfg.kernel, file) == 0);
+    free(ok);
+    free(bad);
+}
+
 int main(void)
 {
     int fd;
@@ -89,6 +127,7 @@ int main(void)
     ctl.state = CTL_PRELAUNCH;
 
     test_paths_that_would_block();
+    test_kept_memory_is_bounded();
 
     config_free(&cfg);
     unlink(fifo);
