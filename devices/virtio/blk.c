@@ -91,6 +91,15 @@ _Static_assert(sizeof(struct blk_dwz) == 16, "segment layout");
 
 enum blk_op { OP_READ, OP_WRITE, OP_FLUSH, OP_FALLOC };
 
+/* An open backing file. New requests go to the current one; one that blockdev-change-medium
+ * replaced stays open (retired) until the requests it still has in flight are over. */
+struct blk_file {
+    int fd;
+    bool is_blkdev;
+    unsigned inflight; /* requests on the ring for this file */
+    struct blk_file *next;
+};
+
 /* A request slot: what is needed to run the I/O and to complete the chain later. */
 struct blk_req {
     struct iovec iov[BLK_SEG_MAX]; /* straight into guest memory */
@@ -100,6 +109,7 @@ struct blk_req {
     uint32_t len;                  /* data bytes of the request */
     uint8_t *status;               /* the chain's status byte, in guest memory */
     uint16_t head;
+    struct blk_file *file; /* the file it runs on: the current one when it started */
     enum blk_op op;
     int mode;     /* fallocate mode */
     bool discard; /* OP_FALLOC: a discard (else write-zeroes) */
@@ -112,8 +122,9 @@ struct blk {
     char path[sizeof(((struct disk_config *)0)->path)];
     char id[BLK_ID_BYTES + 1]; /* "" until activation picks the default */
     bool has_id;
-    int fd;
-    bool readonly, is_blkdev;
+    struct blk_file *file;    /* the current backing file */
+    struct blk_file *retired; /* replaced files with requests still in flight */
+    bool readonly;
     bool writethrough;            /* the driver did not take FLUSH: every write is synchronous */
     bool no_punch, no_zero_range; /* fallocate modes the backend refused */
     uint64_t sectors;
@@ -196,11 +207,11 @@ static bool mode_unsupported(int err)
     return err == EOPNOTSUPP || err == ENOSYS || err == EINVAL;
 }
 
-static int write_zeroes(struct blk *b, uint64_t off, uint64_t len)
+static int write_zeroes(struct blk *b, int fd, uint64_t off, uint64_t len)
 {
     while (len > 0) {
         size_t n = len < sizeof(zero_block) ? (size_t)len : sizeof(zero_block);
-        ssize_t w = pwrite(b->fd, zero_block, n, (off_t)off);
+        ssize_t w = pwrite(fd, zero_block, n, (off_t)off);
 
         if (w < 0 && errno == EINTR)
             continue;
@@ -209,15 +220,15 @@ static int write_zeroes(struct blk *b, uint64_t off, uint64_t len)
         off += (uint64_t)w;
         len -= (uint64_t)w;
     }
-    return b->writethrough && fdatasync(b->fd) ? -errno : 0;
+    return b->writethrough && fdatasync(fd) ? -errno : 0;
 }
 
 /* One fallocate mode; 1 when the backend does not know it (remembered in *unsupported). */
-static int try_falloc(struct blk *b, int mode, uint64_t off, uint64_t len, bool *unsupported)
+static int try_falloc(int fd, int mode, uint64_t off, uint64_t len, bool *unsupported)
 {
     if (*unsupported)
         return 1;
-    if (fallocate(b->fd, mode, (off_t)off, (off_t)len) == 0)
+    if (fallocate(fd, mode, (off_t)off, (off_t)len) == 0)
         return 0;
     if (!mode_unsupported(errno))
         return -errno;
@@ -226,30 +237,33 @@ static int try_falloc(struct blk *b, int mode, uint64_t off, uint64_t len, bool 
 }
 
 /* Zero a range: deallocate it when allowed, else zero it in place, else write zeroes. */
-static int zero_sync(struct blk *b, uint64_t off, uint64_t len, bool unmap)
+static int zero_sync(struct blk *b, const struct blk_req *r, bool unmap)
 {
-    int r = 1;
+    int fd = r->file->fd, ret = 1;
 
     if (unmap)
-        r = try_falloc(b, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len, &b->no_punch);
-    if (r == 1)
-        r = try_falloc(b, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, len, &b->no_zero_range);
-    if (r == 1)
-        r = write_zeroes(b, off, len);
-    return r;
+        ret = try_falloc(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, r->off, r->left,
+                         &b->no_punch);
+    if (ret == 1)
+        ret = try_falloc(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, r->off, r->left,
+                         &b->no_zero_range);
+    if (ret == 1)
+        ret = write_zeroes(b, fd, r->off, r->left);
+    return ret;
 }
 
 /* Discard is a hint: a backend that cannot deallocate just keeps the data. */
-static int discard_sync(struct blk *b, uint64_t off, uint64_t len)
+static int discard_sync(struct blk *b, const struct blk_req *r)
 {
-    uint64_t range[2] = {off, len};
-    int r;
+    uint64_t range[2] = {r->off, r->left};
+    int ret;
 
-    if (!b->is_blkdev) {
-        r = try_falloc(b, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len, &b->no_punch);
-        return r == 1 ? 0 : r;
+    if (!r->file->is_blkdev) {
+        ret = try_falloc(r->file->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, r->off, r->left,
+                         &b->no_punch);
+        return ret == 1 ? 0 : ret;
     }
-    if (ioctl(b->fd, BLKDISCARD, range) == 0 || mode_unsupported(errno))
+    if (ioctl(r->file->fd, BLKDISCARD, range) == 0 || mode_unsupported(errno))
         return 0;
     return -errno;
 }
@@ -257,6 +271,7 @@ static int discard_sync(struct blk *b, uint64_t off, uint64_t len)
 /* One step of a request, the way the ring would run it: bytes done or -errno. */
 static int run_sync(struct blk *b, struct blk_req *r)
 {
+    int fd = r->file->fd;
     const struct iovec *iov = r->iov + r->first;
     int n = r->niov - r->first;
     ssize_t res;
@@ -264,16 +279,16 @@ static int run_sync(struct blk *b, struct blk_req *r)
     do {
         switch (r->op) {
         case OP_READ:
-            res = preadv(b->fd, iov, n, (off_t)r->off);
+            res = preadv(fd, iov, n, (off_t)r->off);
             break;
         case OP_WRITE:
-            res = pwritev2(b->fd, iov, n, (off_t)r->off, b->writethrough ? RWF_DSYNC : 0);
+            res = pwritev2(fd, iov, n, (off_t)r->off, b->writethrough ? RWF_DSYNC : 0);
             break;
         case OP_FLUSH:
-            res = fdatasync(b->fd);
+            res = fdatasync(fd);
             break;
         default:
-            res = fallocate(b->fd, r->mode, (off_t)r->off, (off_t)r->left);
+            res = fallocate(fd, r->mode, (off_t)r->off, (off_t)r->left);
             break;
         }
     } while (res < 0 && errno == EINTR);
@@ -310,7 +325,7 @@ static int falloc_result(struct blk *b, struct blk_req *r, int res)
         b->no_punch = true;
     else
         b->no_zero_range = true;
-    return r->discard ? 0 : zero_sync(b, r->off, r->left, r->unmap);
+    return r->discard ? 0 : zero_sync(b, r, r->unmap);
 }
 
 /* Handle one result of a request's I/O: 1 when the rest must be submitted again (short
@@ -358,20 +373,21 @@ static int prep_sqe(struct blk *b, struct blk_req *r)
     }
     switch (r->op) {
     case OP_READ:
-        io_uring_prep_readv(sqe, b->fd, iov, n, r->off);
+        io_uring_prep_readv(sqe, r->file->fd, iov, n, r->off);
         break;
     case OP_WRITE:
-        io_uring_prep_writev2(sqe, b->fd, iov, n, r->off, b->writethrough ? RWF_DSYNC : 0);
+        io_uring_prep_writev2(sqe, r->file->fd, iov, n, r->off, b->writethrough ? RWF_DSYNC : 0);
         break;
     case OP_FLUSH:
-        io_uring_prep_fsync(sqe, b->fd, IORING_FSYNC_DATASYNC);
+        io_uring_prep_fsync(sqe, r->file->fd, IORING_FSYNC_DATASYNC);
         break;
     case OP_FALLOC:
-        io_uring_prep_fallocate(sqe, b->fd, r->mode, (off_t)r->off, (off_t)r->left);
+        io_uring_prep_fallocate(sqe, r->file->fd, r->mode, (off_t)r->off, (off_t)r->left);
         break;
     }
     io_uring_sqe_set_data64(sqe, (uint64_t)(r - b->req));
     b->inflight++;
+    r->file->inflight++;
     b->queued++;
     return 0;
 }
@@ -408,6 +424,21 @@ static void submit(struct blk *b)
     b->queued = 0;
 }
 
+/* A replaced file is closed once nothing is in flight on it any more. */
+static void file_release(struct blk *b, struct blk_file *f)
+{
+    if (f == b->file || f->inflight > 0)
+        return;
+    for (struct blk_file **pp = &b->retired; *pp; pp = &(*pp)->next) {
+        if (*pp == f) {
+            *pp = f->next;
+            break;
+        }
+    }
+    close(f->fd);
+    free(f);
+}
+
 /* Take every completion; with q NULL (or a reset waiting for them) they are dropped. */
 static void reap(struct blk *b, struct virtq *q)
 {
@@ -418,21 +449,26 @@ static void reap(struct blk *b, struct virtq *q)
     while (io_uring_peek_cqe(&b->ring, &cqe) == 0) {
         uint64_t idx = io_uring_cqe_get_data64(cqe);
         int res = cqe->res;
+        struct blk_file *f;
         struct blk_req *r;
 
         io_uring_cqe_seen(&b->ring, cqe);
         if (idx >= BLK_QUEUE)
             continue;
         r = &b->req[idx];
+        f = r->file;
         b->inflight--;
+        f->inflight--;
         if (!q)
             slot_put(b, r);
         else if (on_result(b, q, r, res) == 1 && prep_sqe(b, r))
             on_result(b, q, r, -EBUSY);
+        file_release(b, f);
     }
 }
 
-/* Wait for everything handed to the ring and forget it: no chain from before is pushed. */
+/* Teardown: wait for everything handed to the ring and forget it (writes in flight reach their
+ * file before it is closed, reads land before guest memory goes). Blocks: only at the end. */
 static void drain(struct blk *b)
 {
     int retries = 0;
@@ -558,7 +594,7 @@ static int plan_dwz(struct blk *b, struct blk_req *r, bool wz, int *res)
         *res = 0;
         return 1;
     }
-    if (!wz && !b->is_blkdev && !b->no_punch) {
+    if (!wz && !r->file->is_blkdev && !b->no_punch) {
         r->mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
         return 0;
     }
@@ -570,7 +606,7 @@ static int plan_dwz(struct blk *b, struct blk_req *r, bool wz, int *res)
         r->mode = FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
         return 0;
     }
-    *res = wz ? zero_sync(b, r->off, r->left, r->unmap) : discard_sync(b, r->off, r->left);
+    *res = wz ? zero_sync(b, r, r->unmap) : discard_sync(b, r);
     return 1;
 }
 
@@ -601,6 +637,7 @@ static int handle_chain(struct blk *b, struct virtq *q, struct blk_req *r)
 
     r->status = status_byte(c);
     r->head = c->head;
+    r->file = b->file;
     if (!r->status) {
         slot_put(b, r);
         return -EINVAL;
@@ -775,8 +812,17 @@ static void blk_free(struct blk *b)
         io_uring_queue_exit(&b->ring);
     if (b->efd >= 0)
         close(b->efd);
-    if (b->fd >= 0)
-        close(b->fd);
+    while (b->retired) {
+        struct blk_file *f = b->retired;
+
+        b->retired = f->next;
+        close(f->fd);
+        free(f);
+    }
+    if (b->file) {
+        close(b->file->fd);
+        free(b->file);
+    }
     free(b);
 }
 
@@ -806,12 +852,13 @@ static const struct virtio_dev_ops blk_ops = {
 /* Open a disk image for --disk (prefix "--disk ") or blockdev-change-medium (prefix ""):
  * without blocking, a regular file or block device of a positive multiple of 512 bytes. One
  * error line naming the path. */
-static int open_disk(const char *prefix, const char *path, int readonly, struct host_file *hf,
+static int open_disk(const char *prefix, const char *path, int readonly, struct blk_file **out,
                      uint64_t *sectors)
 {
+    struct host_file hf;
     const char *why;
     int err = host_file_open(path, readonly ? O_RDONLY : O_RDWR, HOSTFILE_REGULAR | HOSTFILE_BLOCK,
-                             hf, &why);
+                             &hf, &why);
 
     if (err) {
         log_err("%s%s: %s%s", prefix, path, why,
@@ -820,13 +867,21 @@ static int open_disk(const char *prefix, const char *path, int readonly, struct 
                         : "");
         return err;
     }
-    if (hf->size == 0 || hf->size % SECTOR_SIZE) {
+    if (hf.size == 0 || hf.size % SECTOR_SIZE) {
         log_err("%s%s: size %llu bytes is not a positive multiple of 512", prefix, path,
-                (unsigned long long)hf->size);
-        close(hf->fd);
+                (unsigned long long)hf.size);
+        close(hf.fd);
         return -EINVAL;
     }
-    *sectors = hf->size >> SECTOR_SHIFT;
+    *out = calloc(1, sizeof(**out));
+    if (!*out) {
+        log_err("%s%s: out of memory", prefix, path);
+        close(hf.fd);
+        return -ENOMEM;
+    }
+    (*out)->fd = hf.fd;
+    (*out)->is_blkdev = hf.is_blkdev;
+    *sectors = hf.size >> SECTOR_SHIFT;
     return 0;
 }
 
@@ -892,14 +947,13 @@ int virtio_blk_create(struct virtio_dev *d, const struct disk_config *cfg, struc
 {
     uint64_t features = (1ULL << BLK_F_SEG_MAX) | (1ULL << BLK_F_BLK_SIZE) | (1ULL << BLK_F_FLUSH);
     struct blk *b = calloc(1, sizeof(*b));
-    struct host_file hf;
     int err;
 
     if (!b) {
         log_err("--disk %s: out of memory", cfg->path);
         return -ENOMEM;
     }
-    b->fd = b->efd = -1;
+    b->efd = -1;
     b->dev = d;
     b->loop = loop;
     b->readonly = cfg->readonly;
@@ -907,12 +961,9 @@ int virtio_blk_create(struct virtio_dev *d, const struct disk_config *cfg, struc
     b->has_id = cfg->id[0] != '\0';
     snprintf(b->id, sizeof(b->id), "%s", cfg->id);
     slots_reset(b);
-    err = open_disk("--disk ", cfg->path, cfg->readonly, &hf, &b->sectors);
-    if (!err) {
-        b->fd = hf.fd;
-        b->is_blkdev = hf.is_blkdev;
+    err = open_disk("--disk ", cfg->path, cfg->readonly, &b->file, &b->sectors);
+    if (!err)
         err = setup_ring(b, cfg);
-    }
     if (err) {
         blk_free(b);
         return err;
@@ -960,7 +1011,7 @@ void virtio_blk_info(struct virtio_dev *d, struct blk_info *info)
 int virtio_blk_change(struct virtio_dev *d, const char *path, int readonly)
 {
     struct blk *b = d->priv;
-    struct host_file hf;
+    struct blk_file *f, *old;
     uint64_t sectors;
     int err;
 
@@ -968,17 +1019,21 @@ int virtio_blk_change(struct virtio_dev *d, const char *path, int readonly)
         log_err("%s: the path is longer than %zu bytes", path, sizeof(b->path) - 1);
         return -ENAMETOOLONG;
     }
-    err = open_disk("", path, readonly, &hf, &sectors);
+    err = open_disk("", path, readonly, &f, &sectors);
     if (err)
         return err;
     pthread_mutex_lock(&d->lock);
-    drain(b); /* requests in flight finish on the old file */
-    close(b->fd);
-    b->fd = hf.fd;
-    b->is_blkdev = hf.is_blkdev;
+    /* Requests in flight finish on the old file and complete as usual; it is closed after the
+     * last of them. New requests go to the new file. Nobody waits. */
+    old = b->file;
+    b->file = f;
+    old->next = b->retired;
+    b->retired = old;
+    file_release(b, old);
     b->readonly = readonly;
     b->sectors = sectors;
     b->logged_errors = 0;
+    b->no_punch = b->no_zero_range = false; /* what the old file system refused */
     snprintf(b->path, sizeof(b->path), "%s", path);
     fill_config(b);
     virtio_config_changed(d); /* the guest re-reads the capacity */

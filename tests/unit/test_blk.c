@@ -737,6 +737,39 @@ static void make_other_disk(char *path, size_t n)
     close(fd);
 }
 
+/* blockdev-change-medium while requests are in flight: they complete (from the old file, with
+ * status OK), the queue goes on with the new file, and nobody waits for the I/O. */
+static void test_change_medium_in_flight(void)
+{
+    const int n = 16;
+    char other[64];
+
+    make_other_disk(other, sizeof(other));
+    driver_up(&dev, F_V1 | F_FLUSH);
+    for (int i = 0; i < n; i++) {
+        struct seg s[3] = {{HDR_GPA + 16ULL * i, 16, false},
+                           {BACK_GPA + 4096ULL * i, 4096, true},
+                           {STATUS_GPA + (uint64_t)i, 1, true}};
+
+        put_header(i, T_IN, 8ULL * i);
+        add_chain(s, 3);
+    }
+    memset(guest_ptr(&fv.vm.mem, BACK_GPA, 4096ULL * n), 0, 4096ULL * n);
+    fake_queue_publish(&gq);
+    wr(R_NOTIFY, 0);
+    CHECK_EQ(loop_run_once(&fv.loop, 100), 0); /* the kick: reads submitted, not reaped */
+    CHECK_EQ(virtio_blk_change(&dev, other, 0), 0);
+    CHECK(wait_used((uint16_t)n));
+    for (int i = 0; i < n; i++)
+        CHECK_EQ(status_at(i), ST_OK);
+    CHECK(file_equals(0, BACK_GPA, 4096ULL * n)); /* what the old file holds */
+    /* The queue goes on, on the new file. */
+    CHECK_EQ(rw(T_IN, 0, BACK_GPA, 4096), ST_OK);
+    CHECK_EQ(*(uint8_t *)guest_ptr(&fv.vm.mem, BACK_GPA + 100, 1), 0x5a);
+    CHECK_EQ(virtio_blk_change(&dev, disk_path, 0), 0); /* back for the tests after */
+    unlink(other);
+}
+
 /* blockdev-change-medium to a path that would block (a FIFO) or is no disk (a directory):
  * refused at once, the disk unchanged. */
 static void test_change_medium_refuses_fifo(void)
@@ -832,6 +865,7 @@ int main(void)
     test_more_chains_than_slots();
     test_reset_in_flight();
     test_same_head_forever();
+    test_change_medium_in_flight();
     test_change_medium_refuses_fifo();
     test_backend_error();
     test_read_write(&syncdev);
