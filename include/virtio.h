@@ -31,7 +31,7 @@ struct vm;
  * that keeps reposting must not keep the event loop (signals, the control socket, other
  * devices) to itself. virtq_pop enforces it. */
 #define VIRTQ_BUDGET      128
-#define VIRTQ_DESC_BUDGET 4096
+#define VIRTQ_DESC_BUDGET 1024
 #define VIRTIO_MAX_QUEUES 8
 
 /* One guest buffer of a descriptor chain, validated and translated to host memory. */
