@@ -79,9 +79,9 @@ void config_revert(struct vm_config *cfg, const struct vm_config *before)
 /* Whether p is one of the strings (or the argument vector) the configuration points at. */
 static int referenced(const struct vm_config *cfg, const void *p)
 {
-    const char *const strings[] = {cfg->kernel,   cfg->initrd,           cfg->cmdline,
-                                   cfg->api_sock, cfg->jail.dir,         cfg->jail.netns,
-                                   cfg->jail.cgroup_parent};
+    const char *const strings[] = {
+            cfg->kernel,   cfg->initrd,     cfg->cmdline,           cfg->api_sock,
+            cfg->jail.dir, cfg->jail.netns, cfg->jail.cgroup_parent};
 
     for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
         if (strings[i] == p)
