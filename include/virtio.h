@@ -87,6 +87,8 @@ struct virtq {
 int virtq_pop(struct virtq *q, struct virtq_chain *chain);
 /* A new turn: the transport calls it before each queue_notify. */
 void virtq_turn_begin(struct virtq *q);
+/* Whether a pop was refused since the turn began because its budget was spent. */
+bool virtq_turn_spent(const struct virtq *q);
 /* Have the event loop call queue_notify for q again in a later round (a handler that must
  * look again later). */
 void virtq_rekick(struct virtq *q);

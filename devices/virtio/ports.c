@@ -1,4 +1,5 @@
 /* virtio-console with MULTIPORT: `ember exec`'s stdin, stdout and stderr as three guest ports. */
+#include "clock.h"
 #include "exec_io.h"
 #include "log.h"
 #include "virtio_devices.h"
@@ -38,8 +39,8 @@ struct ports;
 
 struct out_port {
     struct ports *p;
-    int fd;
-    int tx; /* queue index */
+    struct out_stream out; /* the command's stdout or stderr (never blocks), fd -1: none */
+    int tx;                /* queue index */
     struct loop_handler h;
     bool watched;
     bool closed; /* the reader went away: output is dropped */
@@ -287,8 +288,9 @@ static void watch_out(struct ports *p, struct out_port *o, bool on)
     }
 }
 
-/* Write the rest of the held chain; 1 when done, 0 when the descriptor is full. */
-static int write_chain(struct out_port *o, int wait_ms)
+/* Write the rest of the held chain; 1 when done, 0 when the descriptor is full (after waiting
+ * for room until deadline, a clock_ms() value; 0: no wait). */
+static int write_chain(struct out_port *o, int64_t deadline)
 {
     size_t skip = o->done;
 
@@ -303,13 +305,15 @@ static int write_chain(struct out_port *o, int wait_ms)
         }
         while (skip < b->len) {
             ssize_t w = o->closed ? (ssize_t)(b->len - skip)
-                                  : write(o->fd, (const uint8_t *)b->host + skip, b->len - skip);
+                                  : out_stream_write(&o->out, (const uint8_t *)b->host + skip,
+                                                     b->len - skip);
 
-            if (w < 0 && errno == EINTR)
+            if (w == -EINTR)
                 continue;
-            if (w < 0 && errno == EAGAIN) {
-                struct pollfd pf = {.fd = o->fd, .events = POLLOUT};
-                if (wait_ms <= 0 || poll(&pf, 1, wait_ms) <= 0)
+            if (w == -EAGAIN) {
+                int left = deadline ? clock_ms_left(deadline) : 0;
+
+                if (left == 0 || !out_stream_wait(&o->out, left))
                     return 0;
                 continue;
             }
@@ -327,14 +331,16 @@ static int write_chain(struct out_port *o, int wait_ms)
     return 1;
 }
 
-static void pump_output(struct ports *p, struct out_port *o, int wait_ms)
+/* Write out the stream's chains: CHAIN_BUDGET at most and never waiting (deadline 0), or at
+ * exit as many as can go out before deadline. */
+static void pump_output(struct ports *p, struct out_port *o, int64_t deadline)
 {
     struct virtio_dev *d = p->d;
     struct virtq *q = &d->vq[o->tx];
     bool pushed = false;
     int r = 0;
 
-    for (int n = 0; running(d, o->tx) && (wait_ms > 0 || n < CHAIN_BUDGET); n++) {
+    for (int n = 0; running(d, o->tx) && (deadline || n < CHAIN_BUDGET); n++) {
         if (!o->held) {
             r = virtq_pop(q, &o->chain);
             if (r != 1)
@@ -342,8 +348,8 @@ static void pump_output(struct ports *p, struct out_port *o, int wait_ms)
             o->held = true;
             o->done = 0;
         }
-        if (!write_chain(o, wait_ms)) {
-            watch_out(p, o, wait_ms <= 0);
+        if (!write_chain(o, deadline)) {
+            watch_out(p, o, !deadline);
             r = 0;
             break;
         }
@@ -355,7 +361,7 @@ static void pump_output(struct ports *p, struct out_port *o, int wait_ms)
     }
     if (r < 0)
         virtio_mark_broken(d, "bad output chain");
-    else if (r == 1 && wait_ms <= 0)
+    else if (r == 1 && !deadline)
         virtq_rekick(q); /* budget spent: come back after other work */
     if (pushed)
         virtio_notify_used(d, q);
@@ -480,11 +486,11 @@ int virtio_exec_ports_create(struct virtio_dev *d, struct exec_io *io, struct lo
         struct out_port *o = &p->out[i];
 
         o->p = p;
-        o->fd = i == 0 ? io->out_fd : io->err_fd;
+        o->out = i == 0 ? io->out : io->err;
         o->tx = rx_queue(i + 1) + 1;
         o->count = i == 0 ? &io->bytes_out : &io->bytes_err;
-        o->h = (struct loop_handler){.fd = o->fd, .fn = on_out};
-        o->closed = o->fd < 0;
+        o->h = (struct loop_handler){.fd = o->out.fd, .fn = on_out};
+        o->closed = o->out.fd < 0;
     }
     if (io->deadline.tv_sec) {
         struct itimerspec its = {.it_value = io->deadline};
@@ -520,7 +526,7 @@ int virtio_exec_ports_create(struct virtio_dev *d, struct exec_io *io, struct lo
     return 0;
 }
 
-void exec_io_flush(struct exec_io *io, int timeout_ms)
+void exec_io_flush(struct exec_io *io, int64_t deadline)
 {
     struct virtio_dev *d = io->dev;
     struct ports *p;
@@ -529,8 +535,13 @@ void exec_io_flush(struct exec_io *io, int timeout_ms)
         return;
     pthread_mutex_lock(&d->lock);
     for (int i = 0; i < 2; i++) {
+        struct virtq *q = &d->vq[p->out[i].tx];
+
         watch_out(p, &p->out[i], false);
-        pump_output(p, &p->out[i], timeout_ms);
+        do { /* turn after turn while time is left */
+            virtq_turn_begin(q);
+            pump_output(p, &p->out[i], deadline);
+        } while (virtq_turn_spent(q) && clock_ms_left(deadline) > 0);
     }
     pthread_mutex_unlock(&d->lock);
 }

@@ -210,6 +210,11 @@ void virtq_turn_begin(struct virtq *q)
     q->turn_chains = q->turn_descs = 0;
 }
 
+bool virtq_turn_spent(const struct virtq *q)
+{
+    return q->turn_chains == UINT32_MAX;
+}
+
 void virtq_rekick(struct virtq *q)
 {
     uint64_t one = 1;

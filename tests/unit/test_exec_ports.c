@@ -1,6 +1,7 @@
 /* Unit tests for `ember exec`'s ports (virtio-console MULTIPORT) without KVM: hostile control
  * and output queues keep to a budget. */
 #include "check.h"
+#include "clock.h"
 #include "exec_io.h"
 #include "fake_vm.h"
 #include "layout.h"
@@ -70,6 +71,40 @@ static void test_output_same_head_forever(void)
     CHECK(!dev.broken);
 }
 
+/* 64 chains of 64 KiB for stdout, a socket whose reader never reads (4 MiB, far more than its
+ * buffer): the event loop writes what the socket takes and goes on; it never waits. */
+static void test_stdout_socket_never_read(void)
+{
+    const int n = 64;
+    const uint32_t len = 64 * 1024;
+    uint64_t sent;
+
+    driver_up();
+    memset(guest_ptr(&fv.vm.mem, DATA_GPA, len), 'o', len);
+    for (int i = 0; i < n; i++) {
+        struct fake_buf b = {DATA_GPA, len, 0};
+
+        fake_queue_add(&gq[STDOUT_TX], &b, 1);
+    }
+    fake_queue_publish(&gq[STDOUT_TX]);
+    fake_queue_kick(&gq[STDOUT_TX]);
+    for (int i = 0; i < 5; i++)
+        CHECK_EQ(fake_vm_run_bounded(&fv, 5, "exec ports, stdout a socket nobody reads"), 0);
+    sent = io.bytes_out;
+    CHECK(sent > 0 && sent < (uint64_t)n * len);
+    CHECK(fake_used_idx(&gq[STDOUT_TX]) < n);
+}
+
+/* At exit what is left goes out until one deadline for all of it, not a wait per chain. */
+static void test_exit_flush_deadline(void)
+{
+    int64_t start = clock_ms();
+
+    exec_io_flush(&io, start + 300);
+    CHECK(clock_ms() - start < 1500);
+    CHECK(fake_used_idx(&gq[STDOUT_TX]) < 64); /* the reader is still stuck */
+}
+
 int main(void)
 {
     static const uint8_t spec[] = "EMBX\0\0\0\0";
@@ -77,20 +112,21 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     fake_vm_init(&fv, 16ULL << 20);
     CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, out_sock), 0);
-    io = (struct exec_io){.in_fd = -1,
-                          .out_fd = out_sock[0],
-                          .err_fd = -1,
-                          .spec = spec,
-                          .spec_len = 8,
-                          .guest_status = -1};
+    io = (struct exec_io){.in_fd = -1, .spec = spec, .spec_len = 8, .guest_status = -1};
+    io.err.fd = -1;
+    /* stdout: a socket nobody reads, opened the way `ember exec` opens it. */
+    CHECK_EQ(out_stream_open(&io.out, out_sock[0]), 0);
     CHECK_EQ(virtio_exec_ports_create(&dev, &io, &fv.loop), 0);
     CHECK_EQ(virtio_mmio_init(&dev, &fv.vm, &fv.loop, BASE, VIRTIO_IRQ_FIRST), 0);
 
     test_control_same_head_forever();
     test_output_same_head_forever();
+    test_stdout_socket_never_read();
+    test_exit_flush_deadline();
 
     virtio_mmio_destroy(&dev);
     CHECK(io.dev == NULL);
+    out_stream_close(&io.out);
     close(out_sock[0]);
     close(out_sock[1]);
     fake_vm_free(&fv);

@@ -391,9 +391,9 @@ static void setup_console(void)
     CHECK_EQ(pipe2(out_pipe, O_NONBLOCK | O_CLOEXEC), 0);
     CHECK_EQ(pipe2(in_pipe, O_CLOEXEC), 0); /* blocking, like a real stdin */
     CHECK(fcntl(out_pipe[1], F_SETPIPE_SZ, 4096) >= 4096);
-    CHECK_EQ(console_init(&con, CONSOLE_OFF, wake), 0);
+    CHECK_EQ(console_init(&con, CONSOLE_OFF, wake, NULL), 0);
     con.mode = CONSOLE_STDIO;
-    con.out_fd = out_pipe[1];
+    con.out = (struct out_stream){.fd = out_pipe[1], .kind = OUT_NONBLOCK};
     con.in_fd = in_pipe[0];
 }
 
