@@ -9,6 +9,7 @@
 
 #include "eventloop.h"
 #include "guest_mem.h"
+#include "log.h"
 
 struct vm;
 
@@ -168,6 +169,7 @@ struct virtio_dev {
     int irq_fd; /* irqfd for the device's GSI */
     /* Counters for metrics. */
     uint64_t stat_requests, stat_bytes, stat_errors;
+    struct log_limit log_limit; /* messages the guest causes (log_guest) */
 };
 
 /* Register a device on the MMIO bus at base with GSI irq: ioeventfds for its queues, an

@@ -307,6 +307,8 @@ static enum qmp_result cmd_query_metrics(struct control *c, struct qmp_request *
         json_object_object_add(dv, "requests", json_object_new_int64((int64_t)d->stat_requests));
         json_object_object_add(dv, "bytes", json_object_new_int64((int64_t)d->stat_bytes));
         json_object_object_add(dv, "errors", json_object_new_int64((int64_t)d->stat_errors));
+        json_object_object_add(dv, "log-suppressed",
+                               json_object_new_int64((int64_t)log_guest_suppressed(&d->log_limit)));
         json_object_array_add(devs, dv);
     }
     json_object_object_add(o, "devices", devs);
@@ -314,6 +316,8 @@ static enum qmp_result cmd_query_metrics(struct control *c, struct qmp_request *
         json_object_object_add(o, "last-resume-us",
                                json_object_new_double((double)c->mv.vm->resume_ns / 1e3));
     json_object_object_add(o, "clients", json_object_new_int(qmp_server_clients(c->qmp)));
+    json_object_object_add(o, "guest-log-suppressed",
+                           json_object_new_int64((int64_t)log_guest_suppressed(NULL)));
     req->ret = o;
     return QMP_OK;
 }

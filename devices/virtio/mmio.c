@@ -96,7 +96,7 @@ void virtio_mark_broken(struct virtio_dev *d, const char *why)
     d->stat_errors++;
     if (d->broken)
         return;
-    log_warn("%s: %s; device needs a reset", d->name, why);
+    log_guest(&d->log_limit, LOG_WARN, "%s: %s; device needs a reset", d->name, why);
     d->broken = true;
     d->status |= VIRTIO_STATUS_NEEDS_RESET;
     signal_irq(d, ISR_CONFIG);

@@ -67,7 +67,8 @@ static void vrng_queue_notify(struct virtio_dev *d, struct virtq *q)
 
         if (v->chain.in_len == 0) {
             if (!v->warned)
-                log_warn("%s: request without a writable buffer, answered empty", d->name);
+                log_guest(&d->log_limit, LOG_WARN,
+                          "%s: request without a writable buffer, answered empty", d->name);
             v->warned = true;
             d->stat_errors++;
         } else {
