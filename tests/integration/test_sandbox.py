@@ -3,6 +3,7 @@ thread, descriptors, a forbidden call named with code 123, jail root, uid, names
 import fcntl
 import os
 import pathlib
+import select
 import signal
 import subprocess
 import time
@@ -192,7 +193,14 @@ def test_jailed_console_never_blocks_the_loop(ember, tiny, tmp_path):
                          stdin=subprocess.DEVNULL, stdout=w, stderr=subprocess.PIPE)
     os.close(w)
     try:
-        time.sleep(8)  # booted, flooding: the pipe and the console's ring are full
+        # Read stdout until the flood begins, then never again: the pipe and the console's
+        # ring fill up at once.
+        seen, deadline = b"", time.monotonic() + 300
+        while b"FLOOD-BEGIN" not in seen:
+            assert time.monotonic() < deadline and p.poll() is None, (seen[-2000:], p.poll())
+            if select.select([r], [], [], 1)[0]:
+                seen += os.read(r, 4096)
+        time.sleep(3)
         assert p.poll() is None, p.stderr.read()
         t = time.monotonic()
         p.send_signal(signal.SIGTERM)
