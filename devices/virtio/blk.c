@@ -787,11 +787,14 @@ static void blk_reset(struct virtio_dev *d)
     virtio_post_work(d); /* SQEs not submitted yet must be, or they never complete */
 }
 
-/* Event loop, after a reset with requests in flight. */
+/* Event loop, after a reset with requests in flight: submit what was prepared (or it never
+ * completes), drop what completed already. */
 static void blk_loop_work(struct virtio_dev *d)
 {
     struct blk *b = d->priv;
 
+    if (!b->resetting)
+        return; /* the reset is over already: nothing here may touch the new driver's I/O */
     if (b->uring)
         submit(b);
     reap(b, NULL);
