@@ -129,10 +129,10 @@ static int close_stray_fds(const struct vm_config *cfg)
     if (cfg->exec) { /* `ember exec` opened its streams already */
         if (cfg->exec->in_fd > 2)
             keep[nkeep++] = cfg->exec->in_fd;
-        if (cfg->exec->out_fd > 2)
-            keep[nkeep++] = cfg->exec->out_fd;
-        if (cfg->exec->err_fd > 2)
-            keep[nkeep++] = cfg->exec->err_fd;
+        if (cfg->exec->out.fd > 2)
+            keep[nkeep++] = cfg->exec->out.fd;
+        if (cfg->exec->err.fd > 2)
+            keep[nkeep++] = cfg->exec->err.fd;
     }
     /* Sort the few descriptors to keep, then close the ranges between them. */
     for (int i = 1; i < nkeep; i++)
