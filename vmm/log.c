@@ -32,17 +32,19 @@ static void capture(const char *msg)
     snprintf(capture_buf + used, capture_cap - used, "%s%s", used ? "; " : "", msg);
 }
 
+/* Leaves errno as it found it: callers log a failure, then return -errno. */
 static void vlog(const char *prefix, const char *fmt, va_list ap)
 {
     char buf[1024];
+    int saved = errno;
     int n = snprintf(buf, sizeof(buf), "ember: %s", prefix);
     int start = n, m;
 
     if (n < 0)
-        return;
+        goto out;
     m = vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
     if (m < 0)
-        return;
+        goto out;
     n += m;
     if (n > (int)sizeof(buf) - 2)
         n = (int)sizeof(buf) - 2;
@@ -56,6 +58,8 @@ static void vlog(const char *prefix, const char *fmt, va_list ap)
         buf[n++] = '\n';
     }
     (void)!write(STDERR_FILENO, buf, (size_t)n);
+out:
+    errno = saved;
 }
 
 #define LOG_FN(name, prefix)                                                                       \
