@@ -340,7 +340,7 @@ static int build_vm(struct machine *m)
 {
     int code = EXIT_VMM_ERROR;
 
-    if (vm_create(&m->vm, m->kvm_fd, m->cfg->memory, m->cfg->cpus, m->cfg->hugepages))
+    if (vm_create(&m->vm, m->kvm_fd, m->cfg->memory, m->cfg->cpus, m->cfg->hugepages, -1))
         return code;
     m->vm.boot_timer = m->cfg->boot_timer;
     m->vm.start_wall = m->start_wall;
