@@ -2,7 +2,9 @@
 #include "devices.h"
 #include "layout.h"
 #include "log.h"
+#include "snapshot_format.h"
 
+#include <errno.h>
 #include <stdio.h>
 
 #define BOOT_MARKER_MAGIC 123
@@ -58,4 +60,26 @@ int ctrl_page_init(struct ctrl_page *cp, struct vm *vm, int boot_timer,
     if (!err)
         err = bus_register(&vm->mmio, EXIT_STATUS_GPA, 8, &status_ops, cp, "exit-status");
     return err;
+}
+
+/* ---- snapshots: whether userspace was up, and the exit status set so far ---- */
+
+void ctrl_page_save(const struct ctrl_page *cp, struct snap_buf *b)
+{
+    snap_put_u8(b, (uint8_t)cp->booted);
+    snap_put_u32(b, (uint32_t)cp->vm->exit_status);
+}
+
+int ctrl_page_restore(struct ctrl_page *cp, struct snap_reader *r, char *err, size_t errlen)
+{
+    uint8_t booted = snap_get_u8(r);
+    int32_t status = (int32_t)snap_get_u32(r);
+
+    if (!snap_reader_done(r) || booted > 1 || status < -1 || status > 255) {
+        snprintf(err, errlen, "%s", r->bad ? "truncated" : "bad values or extra bytes");
+        return -EINVAL;
+    }
+    cp->booted = booted;
+    cp->vm->exit_status = status;
+    return 0;
 }

@@ -27,12 +27,15 @@ int sandbox_enter_thread(enum sandbox_thread kind, int index);
 
 /* Whether `ember run` rebuilds the VM on reboot, so the loop filter must allow building. */
 void sandbox_allow_rebuild(int on);
+/* Whether the loop may save snapshots (control socket, `ember exec`'s ready snapshot). */
+void sandbox_allow_snapshot(int on);
 
 /* The syscall allowlist of one thread kind as a libseccomp context (vmm/seccomp.c). */
 struct sandbox_filter_opts {
     enum sandbox_thread kind;
     uint32_t default_action; /* SCMP_ACT_TRAP, _KILL_PROCESS or _LOG */
     int rebuild;             /* loop thread: may build a new VM (--on-reboot restart) */
+    int snapshot;            /* loop thread: may save snapshots */
 };
 void *seccomp_build_filter(const struct sandbox_filter_opts *o);
 

@@ -14,6 +14,9 @@
 #include "jail.h"
 #include "log.h"
 #include "sandbox.h"
+#include "snapshot.h"
+#include "snapshot_mem.h"
+#include "snapshot_run.h"
 #include "virtio_devices.h"
 #include "vm.h"
 
@@ -32,6 +35,7 @@
 #define MAX_VIRTIO (CONFIG_MAX_DISKS + CONFIG_MAX_NETS + 2)
 _Static_assert(MAX_VIRTIO <= VIRTIO_IRQ_LAST - VIRTIO_IRQ_FIRST + 1, "one GSI per device");
 _Static_assert(MAX_VIRTIO <= ACPI_MAX_VIRTIO, "every device in the DSDT");
+_Static_assert(MAX_VIRTIO <= SNAP_MAX_VIRTIO, "every device in a snapshot");
 
 struct machine {
     const struct vm_config *cfg;
@@ -55,6 +59,8 @@ struct machine {
     int prelaunch_signal;       /* a stop signal that came before the VM was built */
     int sandboxed;              /* privileges dropped and the loop's seccomp filter in (once) */
     struct loop_handler h_jail; /* signals relayed by the jail's supervisor */
+    struct snap_runner snap;    /* a snapshot being saved (snapshot-save, exec's ready state) */
+    int snap_restored;          /* the snapshot in cfg->snap was used: later builds boot */
 };
 
 /* ---- event loop handlers ---- */
@@ -193,6 +199,12 @@ static void on_jail_signal(struct loop_handler *h, uint32_t events)
 }
 
 /* ---- building the machine ---- */
+
+static struct snap_parts parts(struct machine *m)
+{
+    return (struct snap_parts){&m->vm,    &m->serial,   &m->ctrl, &m->ged,
+                               m->virtio, m->nr_virtio, m->cfg};
+}
 
 static int setup_acpi(struct machine *m)
 {
@@ -334,13 +346,30 @@ static int setup_kernel(struct machine *m)
     return load_kernel(&m->vm.mem, &lp, &m->vm.boot);
 }
 
+/* A snapshot's machine: the devices get its state, the vCPUs and VM theirs; no kernel, no
+ * ACPI tables (guest memory holds them). A snapshot that does not fit is the user's input. */
+static int restore_vm(struct machine *m, const struct snapshot *snap)
+{
+    struct snap_parts p = parts(m);
+
+    if (snapshot_restore_devices(snap, &p))
+        return EXIT_USAGE;
+    if (vm_open_vcpus(&m->vm))
+        return EXIT_VMM_ERROR;
+    if (snapshot_restore_cpus(snap, &m->vm))
+        return EXIT_USAGE;
+    return 0;
+}
+
 /* Returns 0, or the exit code: EXIT_USAGE when the user's input (kernel, initrd, command
- * line) is at fault, EXIT_VMM_ERROR when the host is. */
+ * line, snapshot) is at fault, EXIT_VMM_ERROR when the host is. */
 static int build_vm(struct machine *m)
 {
+    struct snapshot *snap = m->snap_restored ? NULL : m->cfg->snap;
     int code = EXIT_VMM_ERROR;
 
-    if (vm_create(&m->vm, m->kvm_fd, m->cfg->memory, m->cfg->cpus, m->cfg->hugepages, -1))
+    if (vm_create(&m->vm, m->kvm_fd, m->cfg->memory, m->cfg->cpus, m->cfg->hugepages,
+                  snap ? snapshot_memory_fd(snap) : -1))
         return code;
     m->vm.boot_timer = m->cfg->boot_timer;
     m->vm.start_wall = m->start_wall;
@@ -350,16 +379,23 @@ static int build_vm(struct machine *m)
         code = EXIT_USAGE; /* a disk, TAP or network option the host cannot honour */
         goto fail;
     }
-    if (setup_acpi(m))
-        goto fail;
-    if (setup_kernel(m)) {
-        code = EXIT_USAGE;
-        goto fail;
+    if (snap) {
+        code = restore_vm(m, snap);
+        if (code)
+            goto fail;
+        m->snap_restored = 1;
+    } else {
+        if (setup_acpi(m))
+            goto fail;
+        if (setup_kernel(m)) {
+            code = EXIT_USAGE;
+            goto fail;
+        }
+        if (vm_create_vcpus(&m->vm))
+            goto fail;
     }
-    if (vm_create_vcpus(&m->vm))
-        goto fail;
-    control_vm_built(m->ctl,
-                     &(struct machine_view){&m->vm, m->virtio, m->nr_virtio, &m->ged, &m->ctrl});
+    control_vm_built(m->ctl, &(struct machine_view){&m->vm, m->virtio, m->nr_virtio, &m->ged,
+                                                    &m->ctrl, &m->snap, parts(m)});
     return 0;
 fail:
     destroy_virtio(m);
@@ -401,6 +437,7 @@ static int setup_host(struct machine *m)
     err = loop_init(&m->loop);
     if (err)
         return err;
+    snap_runner_init(&m->snap, &m->loop);
     err = console_init(&m->con_off, CONSOLE_OFF, m->dev_wake_fd);
     if (!err)
         err = console_init(&m->con,
@@ -435,6 +472,7 @@ static int setup_host(struct machine *m)
 
 static void teardown_host(struct machine *m)
 {
+    snap_runner_close(&m->snap);
     console_close(&m->con);
     loop_close(&m->loop);
     if (m->signal_fd >= 0)
@@ -478,6 +516,7 @@ static enum vm_stop_reason run_vm(struct machine *m)
             if (loop_run_once(&m->loop, -1) < 0)
                 vm_request_stop(&m->vm, STOP_ERROR);
     }
+    snap_runner_cancel(&m->snap); /* a save in progress cannot finish without the VM */
     /* Let blocked console writers finish, then stop for good and collect the threads. */
     console_flush(&m->con, 2000);
     console_shutdown(&m->con);
@@ -513,6 +552,12 @@ static int exit_code(const struct machine *m, enum vm_stop_reason r)
     default:
         return EXIT_VMM_ERROR;
     }
+}
+
+/* A snapshot is to be restored by the next build (only the first: a reset boots afresh). */
+static int restore_pending(const struct machine *m)
+{
+    return m->cfg->snap && !m->snap_restored;
 }
 
 /* --api-sock without --kernel: serve the control socket until `cont` (returns -1: build the
@@ -556,7 +601,14 @@ int ember_run(struct vm_config *cfg, const struct timespec *start_wall)
     m->con_off.out_fd = m->con_off.in_fd = -1;
     if (sandbox_prepare(cfg))
         goto out;
-    if (check_file("--kernel", cfg->kernel) || check_file("--initrd", cfg->initrd)) {
+    snap_mem_prepare(); /* before a jail hides /proc */
+    if (cfg->restore && !cfg->snap &&
+        (snapshot_open(&cfg->snap, cfg->restore) || snapshot_merge_config(cfg->snap, cfg))) {
+        code = EXIT_USAGE;
+        goto out;
+    }
+    if (!cfg->snap &&
+        (check_file("--kernel", cfg->kernel) || check_file("--initrd", cfg->initrd))) {
         code = EXIT_USAGE;
         goto out;
     }
@@ -571,6 +623,8 @@ int ember_run(struct vm_config *cfg, const struct timespec *start_wall)
     }
     if (m->ctl) /* system_reset builds the VM again; blockdev-change-medium opens files */
         sandbox_allow_rebuild(1);
+    if (m->ctl || cfg->snap_out) /* snapshot-save, exec's ready snapshot */
+        sandbox_allow_snapshot(1);
     for (;;) {
         if (control_prelaunch(m->ctl)) {
             code = wait_for_start(m, &reason);
@@ -580,7 +634,9 @@ int ember_run(struct vm_config *cfg, const struct timespec *start_wall)
         control_build_begin(m->ctl);
         if (m->kvm_fd < 0)
             m->kvm_fd = kvm_open();
-        code = m->kvm_fd < 0 ? EXIT_VMM_ERROR : build_vm(m);
+        code = m->kvm_fd < 0 ? EXIT_VMM_ERROR : EXIT_USAGE;
+        if (m->kvm_fd >= 0 && (!restore_pending(m) || snapshot_merge_config(cfg->snap, cfg) == 0))
+            code = build_vm(m);
         if (code && control_build_failed(m->ctl))
             continue; /* `cont` got the error; wait for configuration again */
         if (code)
@@ -613,5 +669,7 @@ out:
         close(m->kvm_fd);
     teardown_host(m);
     free(m);
+    snapshot_free(cfg->snap);
+    cfg->snap = NULL;
     return code;
 }

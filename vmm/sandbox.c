@@ -25,6 +25,7 @@ static struct {
     int disabled; /* --no-sandbox */
     int enabled;  /* filters are installed (not --no-sandbox, not --seccomp=off) */
     int rebuild;
+    int snapshot;
     uint32_t action;
     int have_tty;
     struct termios tty;
@@ -184,6 +185,11 @@ int sandbox_prepare(const struct vm_config *cfg)
     return 0;
 }
 
+void sandbox_allow_snapshot(int on)
+{
+    sb.snapshot = on;
+}
+
 void sandbox_allow_rebuild(int on)
 {
     sb.rebuild = on;
@@ -238,6 +244,7 @@ int sandbox_enter_thread(enum sandbox_thread kind, int index)
     if (!sb.enabled)
         return 0;
     o.rebuild = kind == SANDBOX_THREAD_LOOP && sb.rebuild;
+    o.snapshot = kind == SANDBOX_THREAD_LOOP && sb.snapshot;
     ctx = seccomp_build_filter(&o);
     if (!ctx) {
         log_err("seccomp: cannot build the %s thread's filter", kind_name(kind));

@@ -183,7 +183,35 @@ static void rebuild(struct builder *b)
     ALLOW(b, sysinfo);                  /* glib */
 }
 
-static void loop(struct builder *b, int can_rebuild)
+/* Saving a snapshot (snapshot-save, `ember exec`'s ready snapshot): reading every vCPU's and
+ * the VM's state, writing the files. Calls the rebuild rules allow already are left out
+ * (a rule added twice leaks memory in libseccomp 2.5). */
+static void snapshot(struct builder *b, int can_rebuild)
+{
+    static const unsigned long kvm[] = {
+            KVM_GET_MP_STATE,  KVM_GET_XSAVE,  KVM_GET_XSAVE2,      KVM_GET_XCRS,
+            KVM_GET_DEBUGREGS, KVM_GET_CPUID2, KVM_GET_VCPU_EVENTS, KVM_GET_TSC_KHZ,
+            KVM_GET_MSRS,      KVM_GET_PIT2,   KVM_GET_CLOCK,
+    };
+    static const unsigned long kvm_also_rebuild[] = {
+            KVM_GET_REGS,    KVM_GET_SREGS,       KVM_GET_LAPIC,
+            KVM_GET_IRQCHIP, KVM_CHECK_EXTENSION, KVM_GET_MSR_INDEX_LIST,
+    };
+
+    for (unsigned i = 0; i < sizeof(kvm) / sizeof(kvm[0]); i++)
+        ALLOW_IOCTL(b, kvm[i]); /* every vCPU's and the VM's state */
+    ALLOW(b, ftruncate);        /* the memory file: its size, all holes */
+    ALLOW(b, mkdir);            /* snapshot-save creates its directory */
+    ALLOW(b, mkdirat);          /* the same through newer glibc */
+    ALLOW(b, rmdir);            /* ...and removes it when the save fails */
+    if (can_rebuild)
+        return;
+    for (unsigned i = 0; i < sizeof(kvm_also_rebuild) / sizeof(kvm_also_rebuild[0]); i++)
+        ALLOW_IOCTL(b, kvm_also_rebuild[i]);
+    ALLOW(b, lseek); /* where the memory file of a restored VM holds data */
+}
+
+static void loop(struct builder *b, int can_rebuild, int can_snapshot)
 {
     common(b);
     device_work(b);
@@ -206,6 +234,8 @@ static void loop(struct builder *b, int can_rebuild)
     ALLOW_IOCTL(b, FIONREAD);      /* slirp: bytes waiting on a socket */
     if (can_rebuild)
         rebuild(b);
+    if (can_snapshot)
+        snapshot(b, can_rebuild);
 }
 
 static void supervisor(struct builder *b)
@@ -236,7 +266,7 @@ void *seccomp_build_filter(const struct sandbox_filter_opts *o)
         vcpu(&b);
         break;
     case SANDBOX_THREAD_LOOP:
-        loop(&b, o->rebuild);
+        loop(&b, o->rebuild, o->snapshot);
         break;
     default:
         supervisor(&b);
