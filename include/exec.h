@@ -20,6 +20,7 @@ struct exec_config {
     int net_user;       /* --net user */
     unsigned timeout_s; /* --timeout; 0: none */
     int no_jail;        /* --no-jail */
+    int no_snapshot;    /* --no-snapshot: boot, neither use nor save a ready snapshot */
     char **argv;
     int argc;
 };

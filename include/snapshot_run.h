@@ -21,7 +21,8 @@ struct snap_runner {
     char why[512]; /* messages the steps logged */
 };
 
-void snap_runner_init(struct snap_runner *r, struct loop *loop);
+/* Before the sandbox (it makes its eventfd). 0 or -errno after one error line. */
+int snap_runner_init(struct snap_runner *r, struct loop *loop);
 /* Every vCPU is parked: freeze the devices, capture the state, then write a budget per
  * turn; done() is called once, from the loop (or not at all when this fails: 0 or -errno
  * after one error line). The descriptors stay the caller's. */

@@ -3,6 +3,7 @@
 #include "exitcode.h"
 #include "log.h"
 #include "sandbox.h"
+#include "snapshot_mem.h"
 
 #include <cap-ng.h>
 #include <dlfcn.h>
@@ -207,6 +208,7 @@ static int child(struct jail *jl, int go_fd)
     for (int i = 0; i < jl->cfg->nr_nets; i++)
         if (jl->cfg->net[i].backend == NET_USER && !dlopen("libslirp.so.0", RTLD_NOW | RTLD_LOCAL))
             log_warn("jail: cannot preload libslirp: %s", dlerror());
+    snap_mem_prepare(); /* snapshots read our own pagemap, which the jail hides */
     err = build_root(jl);
     if (!err)
         err = set_limits(j);

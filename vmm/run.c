@@ -61,7 +61,10 @@ struct machine {
     struct loop_handler h_jail; /* signals relayed by the jail's supervisor */
     struct snap_runner snap;    /* a snapshot being saved (snapshot-save, exec's ready state) */
     int snap_restored;          /* the snapshot in cfg->snap was used: later builds boot */
+    enum { EXEC_SNAP_NONE, EXEC_SNAP_WANTED, EXEC_SNAP_PAUSING, EXEC_SNAP_SAVING } exec_snap;
 };
+
+static struct snap_parts parts(struct machine *m);
 
 /* ---- event loop handlers ---- */
 
@@ -136,11 +139,56 @@ static void pump_input(struct machine *m)
     }
 }
 
+/* ---- `ember exec`'s ready snapshot: the guest waits for its command; save it once ---- */
+
+static void exec_saved(void *opaque, int err, const char *why)
+{
+    struct machine *m = opaque;
+
+    if (!err)
+        m->cfg->snap_out->saved = 1;
+    else if (err != -ECANCELED)
+        log_warn("exec: the ready snapshot was not saved (%s); the next exec boots afresh",
+                 why[0] ? why : strerror(-err));
+    m->exec_snap = EXEC_SNAP_NONE;
+    vm_resume(&m->vm);
+    exec_io_release(m->cfg->exec); /* now the command goes to the guest */
+}
+
+static void exec_save(struct machine *m)
+{
+    struct snap_parts p = parts(m);
+    int err;
+
+    m->exec_snap = EXEC_SNAP_SAVING;
+    err = snap_runner_start(&m->snap, &p, m->cfg->snap_out->state_fd, m->cfg->snap_out->mem_fd,
+                            exec_saved, m);
+    if (err)
+        exec_saved(m, err, "");
+}
+
+/* The exec ports saw the guest open its stdin (a device callback: no device work here). */
+static void on_exec_ready(void *opaque)
+{
+    struct machine *m = opaque;
+    uint64_t one = 1;
+
+    if (m->exec_snap != EXEC_SNAP_WANTED)
+        return;
+    m->exec_snap = EXEC_SNAP_PAUSING;
+    vm_pause(&m->vm);
+    (void)!write(m->vm.wake_fd, &one, sizeof(one)); /* on_vm_wake checks the pause */
+}
+
 static void on_vm_wake(struct loop_handler *h, uint32_t events)
 {
+    struct machine *m = container_of(h, struct machine, h_vm_wake);
+
     (void)events;
     drain_eventfd(h->fd);
-    control_wake(container_of(h, struct machine, h_vm_wake)->ctl);
+    if (m->exec_snap == EXEC_SNAP_PAUSING && vm_all_paused(&m->vm))
+        exec_save(m);
+    control_wake(m->ctl);
 }
 
 static void on_dev_wake(struct loop_handler *h, uint32_t events)
@@ -435,9 +483,10 @@ static int setup_host(struct machine *m)
     if (m->dev_wake_fd < 0)
         return log_errno("eventfd");
     err = loop_init(&m->loop);
+    if (!err)
+        err = snap_runner_init(&m->snap, &m->loop);
     if (err)
         return err;
-    snap_runner_init(&m->snap, &m->loop);
     err = console_init(&m->con_off, CONSOLE_OFF, m->dev_wake_fd);
     if (!err)
         err = console_init(&m->con,
@@ -506,6 +555,12 @@ static enum vm_stop_reason run_vm(struct machine *m)
 
     m->h_vm_wake = (struct loop_handler){m->vm.wake_fd, on_vm_wake};
     err = loop_add(&m->loop, &m->h_vm_wake, EPOLLIN);
+    if (m->cfg->exec && m->cfg->snap_out && !m->cfg->snap) {
+        m->exec_snap = EXEC_SNAP_WANTED; /* the first boot of these images: save it ready */
+        m->cfg->exec->hold = 1;
+        m->cfg->exec->on_ready = on_exec_ready;
+        m->cfg->exec->ready_opaque = m;
+    }
     if (err || sandbox_before_start(m) || vm_start(&m->vm) || sandbox_after_start(m)) {
         vm_request_stop(&m->vm, STOP_ERROR);
     } else {
@@ -597,11 +652,11 @@ int ember_run(struct vm_config *cfg, const struct timespec *start_wall)
     m->start_wall = *start_wall;
     m->signal_fd = m->dev_wake_fd = m->kvm_fd = -1;
     m->loop.epfd = -1;
+    m->snap.efd = -1;
     m->con.out_fd = m->con.in_fd = -1;
     m->con_off.out_fd = m->con_off.in_fd = -1;
     if (sandbox_prepare(cfg))
         goto out;
-    snap_mem_prepare(); /* before a jail hides /proc */
     if (cfg->restore && !cfg->snap &&
         (snapshot_open(&cfg->snap, cfg->restore) || snapshot_merge_config(cfg->snap, cfg))) {
         code = EXIT_USAGE;
@@ -615,6 +670,8 @@ int ember_run(struct vm_config *cfg, const struct timespec *start_wall)
     /* The supervisor (1) returns the jailed child's code; the child (0) goes on, in the jail. */
     if (jail_enter((struct vm_config *)cfg, &code))
         goto out;
+    if (!cfg->jail.dir)
+        snap_mem_prepare(); /* a jailed ember did this before /proc went away */
     if (setup_host(m))
         goto out;
     if (control_open(&m->ctl, cfg, &m->loop, start_wall)) {

@@ -1,5 +1,6 @@
 /* The sandbox: close stray descriptors, no new privileges, no capabilities, seccomp per thread. */
 #include "sandbox.h"
+#include "snapshot.h"
 #include "exec_io.h"
 #include "exitcode.h"
 #include "log.h"
@@ -119,7 +120,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
 
 static int close_stray_fds(const struct vm_config *cfg)
 {
-    int keep[CONFIG_MAX_NETS + 3], nkeep = 0;
+    int keep[CONFIG_MAX_NETS + 6], nkeep = 0;
     unsigned int from = 3;
 
     for (int i = 0; i < cfg->nr_nets; i++)
@@ -132,6 +133,14 @@ static int close_stray_fds(const struct vm_config *cfg)
             keep[nkeep++] = cfg->exec->out_fd;
         if (cfg->exec->err_fd > 2)
             keep[nkeep++] = cfg->exec->err_fd;
+    }
+    if (cfg->snap && snapshot_memory_fd(cfg->snap) > 2) /* read before us (`ember exec`) */
+        keep[nkeep++] = snapshot_memory_fd(cfg->snap);
+    if (cfg->snap_out) { /* `ember exec`'s ready snapshot, opened before the jail */
+        if (cfg->snap_out->state_fd > 2)
+            keep[nkeep++] = cfg->snap_out->state_fd;
+        if (cfg->snap_out->mem_fd > 2)
+            keep[nkeep++] = cfg->snap_out->mem_fd;
     }
     /* Sort the few descriptors to keep, then close the ranges between them. */
     for (int i = 1; i < nkeep; i++)

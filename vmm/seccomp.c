@@ -204,11 +204,14 @@ static void snapshot(struct builder *b, int can_rebuild)
     ALLOW(b, mkdir);            /* snapshot-save creates its directory */
     ALLOW(b, mkdirat);          /* the same through newer glibc */
     ALLOW(b, rmdir);            /* ...and removes it when the save fails */
+    ALLOW(b, rename);           /* ember exec (unjailed) publishes its ready snapshot */
     if (can_rebuild)
         return;
     for (unsigned i = 0; i < sizeof(kvm_also_rebuild) / sizeof(kvm_also_rebuild[0]); i++)
         ALLOW_IOCTL(b, kvm_also_rebuild[i]);
-    ALLOW(b, lseek); /* where the memory file of a restored VM holds data */
+    ALLOW(b, lseek);      /* where the memory file of a restored VM holds data */
+    ALLOW(b, newfstatat); /* ember exec (unjailed): the size of its ready snapshot */
+    ALLOW(b, fstat);      /* the same through older glibc */
 }
 
 static void loop(struct builder *b, int can_rebuild, int can_snapshot)
@@ -251,6 +254,8 @@ static void supervisor(struct builder *b)
     ALLOW(b, unlink);     /* the same */
     ALLOW(b, rmdir);      /* the jail's directories, the cgroup */
     ALLOW(b, newfstatat); /* before removing a jail entry */
+    ALLOW(b, pread64);    /* ember exec: is the ready snapshot the VM saved complete? */
+    ALLOW(b, rename);     /* ...then it goes into the cache */
 }
 
 void *seccomp_build_filter(const struct sandbox_filter_opts *o)

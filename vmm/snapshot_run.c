@@ -48,12 +48,17 @@ static void on_turn(struct loop_handler *h, uint32_t events)
         finish(r, ret);
 }
 
-void snap_runner_init(struct snap_runner *r, struct loop *loop)
+int snap_runner_init(struct snap_runner *r, struct loop *loop)
 {
     r->loop = loop;
-    r->efd = -1;
     r->save = NULL;
     r->done = NULL;
+    /* Now, before the sandbox: the event loop's filter has no eventfd2. */
+    r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (r->efd < 0)
+        return log_errno("snapshot: eventfd");
+    r->h = (struct loop_handler){r->efd, on_turn};
+    return 0;
 }
 
 int snap_runner_start(struct snap_runner *r, const struct snap_parts *p, int state_fd, int mem_fd,
@@ -63,12 +68,8 @@ int snap_runner_start(struct snap_runner *r, const struct snap_parts *p, int sta
 
     if (r->save)
         return -EBUSY;
-    if (r->efd < 0) {
-        r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (r->efd < 0)
-            return log_errno("snapshot: eventfd");
-        r->h = (struct loop_handler){r->efd, on_turn};
-    }
+    if (r->efd < 0)
+        return -EBADF;
     err = loop_add(r->loop, &r->h, EPOLLIN);
     if (err) {
         log_err("snapshot: epoll_ctl: %s", strerror(-err));
