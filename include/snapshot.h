@@ -72,6 +72,8 @@ void snapshot_free(struct snapshot *s);
  * one error line naming the flag. */
 int snapshot_merge_config(struct snapshot *s, struct vm_config *cfg);
 int snapshot_memory_fd(const struct snapshot *s);
+/* The virtio device types in slot order (up to max); returns how many there are. */
+int snapshot_virtio_ids(const struct snapshot *s, uint32_t *ids, int max);
 uint64_t snapshot_ram_size(const struct snapshot *s);
 /* After vm_create (on the memory file) and the devices: put the platform and virtio device
  * states back, then the VM's and every vCPU's (created with vm_open_vcpus). 0 or -errno

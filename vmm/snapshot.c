@@ -570,6 +570,13 @@ int snapshot_memory_fd(const struct snapshot *s)
     return s->mem_fd;
 }
 
+int snapshot_virtio_ids(const struct snapshot *s, uint32_t *ids, int max)
+{
+    for (int i = 0; i < max && (uint32_t)i < s->nr_virtio; i++)
+        ids[i] = s->virtio_id[i];
+    return (int)s->nr_virtio;
+}
+
 uint64_t snapshot_ram_size(const struct snapshot *s)
 {
     return s->ram_size;
