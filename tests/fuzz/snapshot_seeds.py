@@ -5,10 +5,11 @@ console; `ember exec`'s guest waiting for its command). Needs KVM that runs Linu
 
     tests/kvmhost/run --rw tests/fuzz/corpus -- python3 tests/fuzz/snapshot_seeds.py
 
-Re-run after changing the snapshot format."""
+Each seed is fuzz_snapshot's input: a mode byte (1: the target fixes the checksums, so
+mutations reach the values behind them), then the state file. Re-run after changing the
+snapshot format."""
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,7 +41,11 @@ def save(name, tmp, *args):
         p.wait(60)
     finally:
         p.kill()
-    shutil.copyfile(tmp / name / "state", OUT / f"seed-{name}")
+    seed(tmp / name / "state", name)
+
+
+def seed(state, name):
+    (OUT / f"seed-{name}").write_bytes(b"\x01" + state.read_bytes())
 
 
 def main():
@@ -56,7 +61,7 @@ def main():
     subprocess.run([EMBER, "exec", "--no-jail", "--", "true"], env=env, check=True,
                    stdin=subprocess.DEVNULL)
     state = next((tmp / "cache" / "exec-snapshots").glob("[0-9a-f]*/state"))
-    shutil.copyfile(state, OUT / "seed-exec-ready")
+    seed(state, "exec-ready")
     print(f"seeds in {OUT}: {sorted(p.name for p in OUT.iterdir())}")
 
 
