@@ -72,6 +72,11 @@ void snapshot_free(struct snapshot *s);
  * one error line naming the flag. */
 int snapshot_merge_config(struct snapshot *s, struct vm_config *cfg);
 int snapshot_memory_fd(const struct snapshot *s);
+/* The snapshot's directory (kept open through a jail), or -1. */
+int snapshot_dir_fd(const struct snapshot *s);
+/* A cached snapshot (`ember exec`'s) that this host cannot restore: remove its state file so
+ * the next exec makes a new one. */
+void snapshot_discard(const struct snapshot *s);
 /* The virtio device types in slot order (up to max); returns how many there are. */
 int snapshot_virtio_ids(const struct snapshot *s, uint32_t *ids, int max);
 uint64_t snapshot_ram_size(const struct snapshot *s);

@@ -230,8 +230,8 @@ int exec_cache_prepare(struct exec_config *x, struct exec_cache *c)
             return 1;
         log_warn("exec: the cached snapshot %s cannot be used; booting and saving it again",
                  c->dir);
-        remove_dir(c->dir);
     }
+    remove_dir(c->dir); /* what is left of an entry: a memory file whose state was removed */
     err = start_staging(c, root);
     if (err) {
         log_warn("exec: cannot write a snapshot into %s (%s); booting, nothing saved", root,

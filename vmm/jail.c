@@ -83,11 +83,12 @@ static int plan(struct jail *jl)
     static char names[CONFIG_MAX_DISKS][32];
     int err = add_entry(jl, "/dev/kvm", "/dev/kvm", 0);
 
-    if (!err && cfg->kernel) {
+    /* A restored VM needs its kernel only to reboot: one that is gone stays out. */
+    if (!err && cfg->kernel && !(cfg->snap && access(cfg->kernel, R_OK) < 0)) {
         err = add_entry(jl, cfg->kernel, "/kernel", 1);
         cfg->kernel = "/kernel";
     }
-    if (!err && cfg->initrd) {
+    if (!err && cfg->initrd && !(cfg->snap && access(cfg->initrd, R_OK) < 0)) {
         err = add_entry(jl, cfg->initrd, "/initrd", 1);
         cfg->initrd = "/initrd";
     }

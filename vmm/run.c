@@ -429,6 +429,10 @@ static int build_vm(struct machine *m)
     }
     if (snap) {
         code = restore_vm(m, snap);
+        if (code && m->cfg->exec) {
+            snapshot_discard(snap); /* the cache's: the next exec makes a new one */
+            log_err("exec: run the command again, or pass --no-snapshot");
+        }
         if (code)
             goto fail;
         m->snap_restored = 1;

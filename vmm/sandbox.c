@@ -120,7 +120,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
 
 static int close_stray_fds(const struct vm_config *cfg)
 {
-    int keep[CONFIG_MAX_NETS + 6], nkeep = 0;
+    int keep[CONFIG_MAX_NETS + 7], nkeep = 0;
     unsigned int from = 3;
 
     for (int i = 0; i < cfg->nr_nets; i++)
@@ -136,6 +136,8 @@ static int close_stray_fds(const struct vm_config *cfg)
     }
     if (cfg->snap && snapshot_memory_fd(cfg->snap) > 2) /* read before us (`ember exec`) */
         keep[nkeep++] = snapshot_memory_fd(cfg->snap);
+    if (cfg->snap && snapshot_dir_fd(cfg->snap) > 2)
+        keep[nkeep++] = snapshot_dir_fd(cfg->snap);
     if (cfg->snap_out) { /* `ember exec`'s ready snapshot, opened before the jail */
         if (cfg->snap_out->state_fd > 2)
             keep[nkeep++] = cfg->snap_out->state_fd;

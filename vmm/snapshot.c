@@ -45,6 +45,7 @@ struct snapshot {
     struct snap_vm_arch *vm;
     const struct snap_section *serial, *ctrl, *ged, *virtio[SNAP_MAX_VIRTIO];
     int mem_fd;
+    int dir_fd; /* the directory, for snapshot_discard */
     char dir[PATH_MAX];
 };
 
@@ -451,7 +452,7 @@ int snapshot_decode(struct snapshot **out, const uint8_t *buf, size_t len, char 
         return say(err, errlen, "out of memory");
     s->buf = buf;
     s->len = len;
-    s->mem_fd = -1;
+    s->mem_fd = s->dir_fd = -1;
     config_defaults(&s->base);
     r = snap_file_parse(buf, len, &s->file, err, errlen);
     if (!r)
@@ -482,6 +483,8 @@ void snapshot_free(struct snapshot *s)
     config_free(&s->base);
     if (s->mem_fd >= 0)
         close(s->mem_fd);
+    if (s->dir_fd >= 0)
+        close(s->dir_fd);
     free(s->owned);
     free(s);
 }
@@ -545,6 +548,7 @@ int snapshot_open(struct snapshot **out, const char *dir)
     }
     s->owned = buf;
     snprintf(s->dir, sizeof(s->dir), "%s", dir);
+    s->dir_fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     snprintf(path, sizeof(path), "%s/" SNAP_MEMORY_FILE, dir);
     s->mem_fd = open(path, O_RDONLY | O_CLOEXEC);
     if (s->mem_fd < 0 || fstat(s->mem_fd, &st) < 0) {
@@ -568,6 +572,17 @@ fail:
 int snapshot_memory_fd(const struct snapshot *s)
 {
     return s->mem_fd;
+}
+
+int snapshot_dir_fd(const struct snapshot *s)
+{
+    return s->dir_fd;
+}
+
+void snapshot_discard(const struct snapshot *s)
+{
+    if (s->dir_fd >= 0 && unlinkat(s->dir_fd, SNAP_STATE_FILE, 0) == 0)
+        log_info("snapshot %s removed: it cannot be restored here", s->dir);
 }
 
 int snapshot_virtio_ids(const struct snapshot *s, uint32_t *ids, int max)

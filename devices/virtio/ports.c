@@ -424,6 +424,7 @@ static void ports_reset(struct virtio_dev *d)
     p->ctl_n = 0;
     for (int i = 0; i < 2; i++) {
         p->out[i].held = false;
+        p->out[i].skip = 0;
         watch_out(p, &p->out[i], false);
     }
     watch_in(p, false);
