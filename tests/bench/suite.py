@@ -203,15 +203,16 @@ def main():
 
     def save():
         res["env"]["load_end"] = loadavg()
+        res["env"]["duration_s"] = round(time.monotonic() - t_start)
         out.write_text(json.dumps(res, indent=1))
 
+    t_start = time.monotonic()
     srv = None
     image = None
     net_rows = [r for r in ("blk", "slirp", "tap") if r in rows]
     if net_rows:
         image = blknet.bench_image()
         srv = blknet.Servers(net_rows, os.environ.get("TMPDIR", "/tmp"))
-    t_start = time.monotonic()
     try:
         for i in range(a.runs):
             for row, cpus, mem in (("boot-128", 1, 128), ("boot-1g", 2, 1024)):
@@ -254,7 +255,6 @@ def main():
             s[row] = fn()
             print(f"[{time.monotonic() - t_start:6.0f}s] {row}: {s[row]}", flush=True)
             save()
-    res["env"]["duration_s"] = round(time.monotonic() - t_start)
     save()
 
 
