@@ -207,6 +207,7 @@ static int restore_from(struct virtio_dev *d, const struct snap_buf *b, char *er
 
 static void test_virtio_device_goes_on(void)
 {
+    static struct console con;
     struct fake_buf req = {DATA_GPA, 32, F_WRITE};
     struct fake_vm f, g;
     struct virtio_dev d, e;
@@ -259,7 +260,7 @@ static void test_virtio_device_goes_on(void)
     CHECK(strstr(err, "status") != NULL);
     virtio_mmio_destroy(&e);
     /* So is a device of another type in that slot. */
-    CHECK_EQ(virtio_console_create(&e, &(struct console){0}, NULL), 0);
+    CHECK_EQ(virtio_console_create(&e, &con, NULL), 0);
     CHECK_EQ(virtio_mmio_init(&e, &g.vm, NULL, BASE + 2 * VIRTIO_MMIO_SIZE, VIRTIO_IRQ_FIRST + 2),
              0);
     CHECK(restore_from(&e, &b, err) < 0);
