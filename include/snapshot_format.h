@@ -74,6 +74,8 @@ struct snap_file {
 int snap_file_parse(const uint8_t *buf, size_t len, struct snap_file *f, char *err, size_t errlen);
 /* The section with this tag and instance, or NULL. */
 const struct snap_section *snap_find(const struct snap_file *f, const char *tag, uint32_t instance);
+/* Put one line saying what is wrong into err; returns -EINVAL (the checks' common ending). */
+__attribute__((format(printf, 3, 4))) int snap_fail(char *err, size_t errlen, const char *fmt, ...);
 /* "machine", "vcpu1", "virtio2", ...: how messages name a section. */
 void snap_section_name(const char *tag, uint32_t instance, char *buf, size_t n);
 

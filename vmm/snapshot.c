@@ -275,24 +275,13 @@ int snapshot_create_dir(const char *dir, int *state_fd, int *mem_fd)
 
 /* ---- reading: every section checked, nothing of a VM touched ---- */
 
-static int say(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int say(char *err, size_t n, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(err, n, fmt, ap);
-    va_end(ap);
-    return -EINVAL;
-}
-
 /* "section NAME: " in front of what a decoder said. */
 static int in_section(const char *tag, uint32_t instance, const char *why, char *err, size_t n)
 {
     char name[48];
 
     snap_section_name(tag, instance, name, sizeof(name));
-    return say(err, n, "section %s: %s", name, why);
+    return snap_fail(err, n, "section %s: %s", name, why);
 }
 
 static const struct snap_section *need(struct snapshot *s, const char *tag, uint32_t instance,
@@ -395,8 +384,8 @@ static int decode_arch(struct snapshot *s, char *err, size_t n)
     char why[256];
 
     if (s->file.arch != snap_arch_host())
-        return say(err, n, "header: taken on architecture %u, this ember runs %u", s->file.arch,
-                   snap_arch_host());
+        return snap_fail(err, n, "header: taken on architecture %u, this ember runs %u",
+                         s->file.arch, snap_arch_host());
     sec = need(s, SNAP_TAG_VM, 0, SNAP_VM_VERSION, err, n);
     if (!sec)
         return -EINVAL;
@@ -437,7 +426,7 @@ static int find_devices(struct snapshot *s, char *err, size_t n)
             if (numbered ? x->instance >= count : x->instance != 0)
                 return in_section(x->tag, x->instance, "not part of this machine", err, n);
         }
-        return say(err, n, "header: sections unknown to this ember");
+        return snap_fail(err, n, "header: sections unknown to this ember");
     }
     return 0;
 }
@@ -449,7 +438,7 @@ int snapshot_decode(struct snapshot **out, const uint8_t *buf, size_t len, char 
 
     *out = NULL;
     if (!s)
-        return say(err, errlen, "out of memory");
+        return snap_fail(err, errlen, "out of memory");
     s->buf = buf;
     s->len = len;
     s->mem_fd = s->dir_fd = -1;

@@ -198,9 +198,7 @@ int snap_buf_finish(struct snap_buf *b, uint32_t arch)
 
 /* ---- reading ---- */
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+int snap_fail(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
@@ -232,28 +230,29 @@ static int parse_header(const uint8_t *buf, size_t len, struct snap_file *f, uin
     uint64_t size;
 
     if (len < SNAP_HEADER_SIZE)
-        return fail(err, errlen, "header: truncated (%zu bytes, the header alone takes %d)", len,
-                    SNAP_HEADER_SIZE);
+        return snap_fail(err, errlen, "header: truncated (%zu bytes, the header alone takes %d)",
+                         len, SNAP_HEADER_SIZE);
     if (memcmp(buf, SNAP_MAGIC, 8) != 0)
-        return fail(err, errlen, "header: not an ember snapshot (bad magic)");
+        return snap_fail(err, errlen, "header: not an ember snapshot (bad magic)");
     if (XXH3_64bits(buf, HDR_CHECKED) != rd64(buf + 40))
-        return fail(err, errlen, "header: checksum mismatch: the file is corrupted");
+        return snap_fail(err, errlen, "header: checksum mismatch: the file is corrupted");
     f->version = rd32(buf + 8);
     f->arch = rd32(buf + 12);
     *nr = rd32(buf + 20);
     size = rd64(buf + 24);
     if (f->version != SNAP_FORMAT_VERSION)
-        return fail(err, errlen,
-                    "header: format version %u; this ember reads version %d only (take the "
-                    "snapshot again with this ember)",
-                    f->version, SNAP_FORMAT_VERSION);
+        return snap_fail(err, errlen,
+                         "header: format version %u; this ember reads version %d only (take the "
+                         "snapshot again with this ember)",
+                         f->version, SNAP_FORMAT_VERSION);
     if (rd32(buf + 16) != SNAP_HEADER_SIZE || rd64(buf + 32) != 0)
-        return fail(err, errlen, "header: unknown header layout");
+        return snap_fail(err, errlen, "header: unknown header layout");
     if (*nr > SNAP_MAX_SECTIONS)
-        return fail(err, errlen, "header: %u sections, at most %d", *nr, SNAP_MAX_SECTIONS);
+        return snap_fail(err, errlen, "header: %u sections, at most %d", *nr, SNAP_MAX_SECTIONS);
     if (size != len)
-        return fail(err, errlen, "header: the file is %zu bytes, the header says %llu (%s)", len,
-                    (unsigned long long)size, len < size ? "truncated" : "trailing bytes");
+        return snap_fail(err, errlen, "header: the file is %zu bytes, the header says %llu (%s)",
+                         len, (unsigned long long)size,
+                         len < size ? "truncated" : "trailing bytes");
     return 0;
 }
 
@@ -265,7 +264,8 @@ int snap_file_parse(const uint8_t *buf, size_t len, struct snap_file *f, char *e
 
     memset(f, 0, sizeof(*f));
     if (len > SNAP_STATE_MAX)
-        return fail(err, errlen, "header: the file is %zu bytes, at most %u", len, SNAP_STATE_MAX);
+        return snap_fail(err, errlen, "header: the file is %zu bytes, at most %u", len,
+                         SNAP_STATE_MAX);
     r = parse_header(buf, len, f, &nr, err, errlen);
     if (r)
         return r;
@@ -276,8 +276,8 @@ int snap_file_parse(const uint8_t *buf, size_t len, struct snap_file *f, char *e
         uint64_t size;
 
         if (len - pos < SNAP_SECTION_HDR)
-            return fail(err, errlen, "section %u of %u at byte %zu: truncated header", i + 1, nr,
-                        pos);
+            return snap_fail(err, errlen, "section %u of %u at byte %zu: truncated header", i + 1,
+                             nr, pos);
         memcpy(s->tag, h, 4);
         s->tag[4] = '\0';
         s->instance = rd32(h + 4);
@@ -286,27 +286,28 @@ int snap_file_parse(const uint8_t *buf, size_t len, struct snap_file *f, char *e
         s->offset = pos;
         snap_section_name(s->tag, s->instance, name, sizeof(name));
         if (size > len - pos - SNAP_SECTION_HDR)
-            return fail(err, errlen,
-                        "section %s at byte %zu: truncated (%llu bytes of payload, %zu left in "
-                        "the file)",
-                        name, pos, (unsigned long long)size, len - pos - SNAP_SECTION_HDR);
+            return snap_fail(
+                    err, errlen,
+                    "section %s at byte %zu: truncated (%llu bytes of payload, %zu left in "
+                    "the file)",
+                    name, pos, (unsigned long long)size, len - pos - SNAP_SECTION_HDR);
         if (rd32(h + 12) != 0)
-            return fail(err, errlen, "section %s at byte %zu: unknown flags %#x", name, pos,
-                        rd32(h + 12));
+            return snap_fail(err, errlen, "section %s at byte %zu: unknown flags %#x", name, pos,
+                             rd32(h + 12));
         s->data = h + SNAP_SECTION_HDR;
         s->size = (size_t)size;
         if (section_checksum(h, s->data, s->size) != rd64(h + 24))
-            return fail(err, errlen,
-                        "section %s at byte %zu: checksum mismatch: the file is corrupted", name,
-                        pos);
+            return snap_fail(err, errlen,
+                             "section %s at byte %zu: checksum mismatch: the file is corrupted",
+                             name, pos);
         for (uint32_t j = 0; j < i; j++)
             if (memcmp(f->sec[j].tag, s->tag, 4) == 0 && f->sec[j].instance == s->instance)
-                return fail(err, errlen, "section %s at byte %zu: appears twice", name, pos);
+                return snap_fail(err, errlen, "section %s at byte %zu: appears twice", name, pos);
         pos += SNAP_SECTION_HDR + s->size;
         f->nr = (int)i + 1;
     }
     if (pos != len)
-        return fail(err, errlen, "header: %zu bytes after the last section", len - pos);
+        return snap_fail(err, errlen, "header: %zu bytes after the last section", len - pos);
     return 0;
 }
 

@@ -53,16 +53,16 @@ uint32_t snap_arch_host(void)
     return SNAP_ARCH_X86_64;
 }
 
-static int say(char *err, size_t errlen, int ret, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
-static int say(char *err, size_t errlen, int ret, const char *fmt, ...)
-{
-    va_list ap;
+/* One line into err, returning ret (snap_fail returns -EINVAL: this is for -ENOMEM). */
+#define SAY(ret, ...) (snap_fail(err, errlen, __VA_ARGS__), (ret))
 
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return ret;
+/* KVM refused an ioctl: one line naming it; returns -errno. */
+static int refused(char *err, size_t errlen, const char *what)
+{
+    int e = errno;
+
+    snap_fail(err, errlen, "%s refused the saved state: %s", what, strerror(e));
+    return -e;
 }
 
 /* ---- saving ---- */
@@ -266,7 +266,7 @@ void snap_arch_free_vm(struct snap_vm_arch *a)
 }
 
 /* The fixed-size structures, in order: which one did not fit says where the file is bad. */
-static int decode_fixed(struct snap_reader *r, struct snap_vcpu_arch *a, char *err, size_t n)
+static int decode_fixed(struct snap_reader *r, struct snap_vcpu_arch *a, char *err, size_t errlen)
 {
     static const char *const what[] = {"MP state", "registers", "special registers"};
     void *dst[] = {&a->mp, &a->regs, &a->sregs};
@@ -275,45 +275,45 @@ static int decode_fixed(struct snap_reader *r, struct snap_vcpu_arch *a, char *e
 
     for (int i = 0; i < 3; i++)
         if (!get_blob(r, dst[i], size[i]))
-            return say(err, n, -EINVAL, "%s: not %zu bytes as this ember's KVM has them", what[i],
-                       size[i]);
+            return snap_fail(err, errlen, "%s: not %zu bytes as this ember's KVM has them", what[i],
+                             size[i]);
     xs = snap_get_u32(r);
     if (xs < XSAVE_MIN || xs > XSAVE_MAX || xs % 64)
-        return say(err, n, -EINVAL, "XSAVE area of %u bytes (expected %d to %d)", xs, XSAVE_MIN,
-                   XSAVE_MAX);
+        return snap_fail(err, errlen, "XSAVE area of %u bytes (expected %d to %d)", xs, XSAVE_MIN,
+                         XSAVE_MAX);
     a->xsave_size = xs;
     a->xsave = calloc(1, xs);
     if (!a->xsave)
-        return say(err, n, -ENOMEM, "out of memory");
+        return SAY(-ENOMEM, "out of memory");
     snap_get_bytes(r, a->xsave, xs);
     if (!get_blob(r, &a->xcrs, sizeof(a->xcrs)) || !get_blob(r, &a->dregs, sizeof(a->dregs)) ||
         !get_blob(r, &a->lapic, sizeof(a->lapic)) || !get_blob(r, &a->events, sizeof(a->events)))
-        return say(err, n, -EINVAL, "XCRs, debug registers, LAPIC or events: wrong size");
+        return snap_fail(err, errlen, "XCRs, debug registers, LAPIC or events: wrong size");
     return 0;
 }
 
 /* What KVM would refuse, or what would reach past the guest's own state. */
-static int check_vcpu(const struct snap_vcpu_arch *a, char *err, size_t n)
+static int check_vcpu(const struct snap_vcpu_arch *a, char *err, size_t errlen)
 {
     uint64_t base = a->sregs.apic_base;
 
     if (a->mp.mp_state > KVM_MP_STATE_SIPI_RECEIVED)
-        return say(err, n, -EINVAL, "MP state %u is not one ember saves", a->mp.mp_state);
+        return snap_fail(err, errlen, "MP state %u is not one ember saves", a->mp.mp_state);
     if ((base & APIC_BASE_MASK) != LAPIC_GPA || (base & ~APIC_BASE_MASK & ~APIC_BASE_BITS))
-        return say(err, n, -EINVAL, "APIC base %#llx: the LAPIC must stay at %#llx",
-                   (unsigned long long)base, LAPIC_GPA);
+        return snap_fail(err, errlen, "APIC base %#llx: the LAPIC must stay at %#llx",
+                         (unsigned long long)base, LAPIC_GPA);
     if (a->xcrs.nr_xcrs > KVM_MAX_XCRS || a->xcrs.flags)
-        return say(err, n, -EINVAL, "%u XCRs (at most %d)", a->xcrs.nr_xcrs, KVM_MAX_XCRS);
+        return snap_fail(err, errlen, "%u XCRs (at most %d)", a->xcrs.nr_xcrs, KVM_MAX_XCRS);
     if (a->dregs.flags || (a->dregs.dr6 >> 32) || (a->dregs.dr7 >> 32))
-        return say(err, n, -EINVAL, "debug registers DR6 %#llx DR7 %#llx: reserved bits set",
-                   (unsigned long long)a->dregs.dr6, (unsigned long long)a->dregs.dr7);
+        return snap_fail(err, errlen, "debug registers DR6 %#llx DR7 %#llx: reserved bits set",
+                         (unsigned long long)a->dregs.dr6, (unsigned long long)a->dregs.dr7);
     if (a->events.flags & ~EVENT_FLAGS)
-        return say(err, n, -EINVAL, "pending events: unknown flags %#x", a->events.flags);
+        return snap_fail(err, errlen, "pending events: unknown flags %#x", a->events.flags);
     if (a->events.exception.injected && a->events.exception.nr >= 32)
-        return say(err, n, -EINVAL, "pending exception %u is not an exception vector",
-                   a->events.exception.nr);
+        return snap_fail(err, errlen, "pending exception %u is not an exception vector",
+                         a->events.exception.nr);
     if (a->tsc_khz == 0 || a->tsc_khz > TSC_KHZ_MAX)
-        return say(err, n, -EINVAL, "TSC rate of %u kHz", a->tsc_khz);
+        return snap_fail(err, errlen, "TSC rate of %u kHz", a->tsc_khz);
     return 0;
 }
 
@@ -327,10 +327,10 @@ int snap_arch_decode_vcpu(const struct snap_section *s, struct snap_vcpu_arch **
 
     *out = NULL;
     if (!a)
-        return say(err, errlen, -ENOMEM, "out of memory");
+        return SAY(-ENOMEM, "out of memory");
     if (s->version != SNAP_VCPU_VERSION) {
-        ret = say(err, errlen, -EINVAL, "version %u; this ember reads version %d", s->version,
-                  SNAP_VCPU_VERSION);
+        ret = snap_fail(err, errlen, "version %u; this ember reads version %d", s->version,
+                        SNAP_VCPU_VERSION);
         goto fail;
     }
     snap_reader_init(&r, s);
@@ -340,24 +340,24 @@ int snap_arch_decode_vcpu(const struct snap_section *s, struct snap_vcpu_arch **
     a->tsc_khz = snap_get_u32(&r);
     nent = snap_get_u32(&r);
     if (nent > MAX_CPUID) {
-        ret = say(err, errlen, -EINVAL, "%u CPUID entries (at most %d)", nent, MAX_CPUID);
+        ret = snap_fail(err, errlen, "%u CPUID entries (at most %d)", nent, MAX_CPUID);
         goto fail;
     }
     a->cpuid = calloc(1, sizeof(*a->cpuid) + nent * sizeof(a->cpuid->entries[0]));
     if (!a->cpuid) {
-        ret = say(err, errlen, -ENOMEM, "out of memory");
+        ret = SAY(-ENOMEM, "out of memory");
         goto fail;
     }
     a->cpuid->nent = nent;
     snap_get_bytes(&r, a->cpuid->entries, nent * sizeof(a->cpuid->entries[0]));
     nmsrs = snap_get_u32(&r);
     if (nmsrs > MAX_MSRS) {
-        ret = say(err, errlen, -EINVAL, "%u MSRs (at most %d)", nmsrs, MAX_MSRS);
+        ret = snap_fail(err, errlen, "%u MSRs (at most %d)", nmsrs, MAX_MSRS);
         goto fail;
     }
     a->msrs = calloc(1, sizeof(*a->msrs) + nmsrs * sizeof(a->msrs->entries[0]));
     if (!a->msrs) {
-        ret = say(err, errlen, -ENOMEM, "out of memory");
+        ret = SAY(-ENOMEM, "out of memory");
         goto fail;
     }
     a->msrs->nmsrs = nmsrs;
@@ -366,7 +366,7 @@ int snap_arch_decode_vcpu(const struct snap_section *s, struct snap_vcpu_arch **
         a->msrs->entries[i].data = snap_get_u64(&r);
     }
     if (!snap_reader_done(&r)) {
-        ret = say(err, errlen, -EINVAL, "%s", r.bad ? "truncated" : "bytes left after the MSRs");
+        ret = snap_fail(err, errlen, "%s", r.bad ? "truncated" : "bytes left after the MSRs");
         goto fail;
     }
     ret = check_vcpu(a, err, errlen);
@@ -379,21 +379,22 @@ fail:
     return ret;
 }
 
-static int check_pit(const struct kvm_pit_state2 *p, char *err, size_t n)
+static int check_pit(const struct kvm_pit_state2 *p, char *err, size_t errlen)
 {
     if (p->flags & ~(KVM_PIT_FLAGS_HPET_LEGACY | KVM_PIT_FLAGS_SPEAKER_DATA_ON))
-        return say(err, n, -EINVAL, "PIT flags %#x", p->flags);
+        return snap_fail(err, errlen, "PIT flags %#x", p->flags);
     for (int i = 0; i < 3; i++) {
         const struct kvm_pit_channel_state *c = &p->channels[i];
 
         /* mode 0xff: never programmed (how KVM resets a channel) */
         if ((c->mode > 5 && c->mode != 0xff) || c->count > 0x10000 || c->rw_mode > 3 ||
             c->read_state > 4 || c->write_state > 4 || c->bcd > 1 || c->gate > 1)
-            return say(err, n, -EINVAL,
-                       "PIT channel %d: mode %u count %u rw %u read %u write %u bcd %u gate %u "
-                       "out of range",
-                       i, c->mode, c->count, c->rw_mode, c->read_state, c->write_state, c->bcd,
-                       c->gate);
+            return snap_fail(
+                    err, errlen,
+                    "PIT channel %d: mode %u count %u rw %u read %u write %u bcd %u gate %u "
+                    "out of range",
+                    i, c->mode, c->count, c->rw_mode, c->read_state, c->write_state, c->bcd,
+                    c->gate);
     }
     return 0;
 }
@@ -407,10 +408,10 @@ int snap_arch_decode_vm(const struct snap_section *s, struct snap_vm_arch **out,
 
     *out = NULL;
     if (!a)
-        return say(err, errlen, -ENOMEM, "out of memory");
+        return SAY(-ENOMEM, "out of memory");
     if (s->version != SNAP_VM_VERSION) {
-        say(err, errlen, -EINVAL, "version %u; this ember reads version %d", s->version,
-            SNAP_VM_VERSION);
+        snap_fail(err, errlen, "version %u; this ember reads version %d", s->version,
+                  SNAP_VM_VERSION);
         goto fail;
     }
     snap_reader_init(&r, s);
@@ -421,17 +422,17 @@ int snap_arch_decode_vm(const struct snap_section *s, struct snap_vm_arch **out,
         !get_blob(&r, &a->pic[1].chip.pic, sizeof(a->pic[1].chip.pic)) ||
         !get_blob(&r, &a->ioapic.chip.ioapic, sizeof(a->ioapic.chip.ioapic)) ||
         !get_blob(&r, &a->pit, sizeof(a->pit))) {
-        say(err, errlen, -EINVAL, "PIC, IOAPIC or PIT state: wrong size");
+        snap_fail(err, errlen, "PIC, IOAPIC or PIT state: wrong size");
         goto fail;
     }
     a->clock.clock = snap_get_u64(&r);
     if (!snap_reader_done(&r)) {
-        say(err, errlen, -EINVAL, "%s", r.bad ? "truncated" : "bytes left after the clock");
+        snap_fail(err, errlen, "%s", r.bad ? "truncated" : "bytes left after the clock");
         goto fail;
     }
     if (a->ioapic.chip.ioapic.base_address != IOAPIC_GPA) {
-        say(err, errlen, -EINVAL, "IOAPIC at %#llx: it must stay at %#llx",
-            (unsigned long long)a->ioapic.chip.ioapic.base_address, IOAPIC_GPA);
+        snap_fail(err, errlen, "IOAPIC at %#llx: it must stay at %#llx",
+                  (unsigned long long)a->ioapic.chip.ioapic.base_address, IOAPIC_GPA);
         goto fail;
     }
     ret = check_pit(&a->pit, err, errlen);
@@ -447,16 +448,16 @@ fail:
 /* ---- restoring ---- */
 
 /* MSRs KVM lists for saving on this host: a snapshot may set those and no others. */
-static int check_msrs(struct vcpu *v, const struct kvm_msrs *m, char *err, size_t n)
+static int check_msrs(struct vcpu *v, const struct kvm_msrs *m, char *err, size_t errlen)
 {
     struct kvm_msr_list *list = calloc(1, sizeof(*list) + MAX_MSRS * sizeof(uint32_t));
     int ret = 0;
 
     if (!list)
-        return say(err, n, -ENOMEM, "out of memory");
+        return SAY(-ENOMEM, "out of memory");
     list->nmsrs = MAX_MSRS;
     if (ioctl(v->vm->kvm_fd, KVM_GET_MSR_INDEX_LIST, list) < 0) {
-        ret = say(err, n, -errno, "KVM_GET_MSR_INDEX_LIST: %s", strerror(errno));
+        ret = refused(err, errlen, "KVM_GET_MSR_INDEX_LIST");
         goto out;
     }
     for (uint32_t i = 0; i < m->nmsrs && !ret; i++) {
@@ -465,8 +466,8 @@ static int check_msrs(struct vcpu *v, const struct kvm_msrs *m, char *err, size_
         while (j < list->nmsrs && list->indices[j] != m->entries[i].index)
             j++;
         if (j == list->nmsrs)
-            ret = say(err, n, -EINVAL, "MSR %#x is not one this host's KVM saves",
-                      m->entries[i].index);
+            ret = snap_fail(err, errlen, "MSR %#x is not one this host's KVM saves",
+                            m->entries[i].index);
     }
 out:
     free(list);
@@ -476,7 +477,7 @@ out:
 #define SET(fd, req, arg)                                                                          \
     do {                                                                                           \
         if (ioctl(fd, req, arg) < 0)                                                               \
-            return say(err, errlen, -errno, #req " refused the saved state: %s", strerror(errno)); \
+            return refused(err, errlen, #req);                                                     \
     } while (0)
 
 int snap_arch_restore_vcpu(struct vcpu *v, const struct snap_vcpu_arch *a, char *err, size_t errlen)
@@ -484,19 +485,20 @@ int snap_arch_restore_vcpu(struct vcpu *v, const struct snap_vcpu_arch *a, char 
     int fd = v->fd, khz, r;
 
     if (a->xsave_size > (uint32_t)xsave_size(v->vm->kvm_fd))
-        return say(err, errlen, -EINVAL,
-                   "XSAVE area of %u bytes; this host's KVM has %d (another CPU model)",
-                   a->xsave_size, xsave_size(v->vm->kvm_fd));
+        return snap_fail(err, errlen,
+                         "XSAVE area of %u bytes; this host's KVM has %d (another CPU model)",
+                         a->xsave_size, xsave_size(v->vm->kvm_fd));
     r = check_msrs(v, a->msrs, err, errlen);
     if (r)
         return r;
     SET(fd, KVM_SET_CPUID2, a->cpuid);
     khz = ioctl(fd, KVM_GET_TSC_KHZ, 0);
-    if (khz > 0 && (uint32_t)khz != a->tsc_khz && ioctl(fd, KVM_SET_TSC_KHZ, a->tsc_khz) < 0)
-        return say(err, errlen, -errno,
-                   "KVM_SET_TSC_KHZ: the snapshot's TSC runs at %u kHz, this host's at %d "
-                   "and KVM cannot scale it: %s",
-                   a->tsc_khz, khz, strerror(errno));
+    if (khz > 0 && (uint32_t)khz != a->tsc_khz && ioctl(fd, KVM_SET_TSC_KHZ, a->tsc_khz) < 0) {
+        r = refused(err, errlen, "KVM_SET_TSC_KHZ");
+        snprintf(err + strlen(err), errlen - strlen(err),
+                 " (the snapshot's TSC ran at %u kHz, this host's runs at %d)", a->tsc_khz, khz);
+        return r;
+    }
     /* The order KVM needs: MP state and registers, then the LAPIC before the MSRs (the TSC
      * deadline needs the LAPIC's mode), pending events last. */
     SET(fd, KVM_SET_MP_STATE, &a->mp);
@@ -508,10 +510,10 @@ int snap_arch_restore_vcpu(struct vcpu *v, const struct snap_vcpu_arch *a, char 
     SET(fd, KVM_SET_LAPIC, &a->lapic);
     r = ioctl(fd, KVM_SET_MSRS, a->msrs);
     if (r < 0)
-        return say(err, errlen, -errno, "KVM_SET_MSRS: %s", strerror(errno));
+        return refused(err, errlen, "KVM_SET_MSRS");
     if ((uint32_t)r != a->msrs->nmsrs)
-        return say(err, errlen, -EINVAL, "KVM_SET_MSRS refused MSR %#x (value %#llx)",
-                   a->msrs->entries[r].index, (unsigned long long)a->msrs->entries[r].data);
+        return snap_fail(err, errlen, "KVM_SET_MSRS refused MSR %#x (value %#llx)",
+                         a->msrs->entries[r].index, (unsigned long long)a->msrs->entries[r].data);
     SET(fd, KVM_SET_VCPU_EVENTS, &a->events);
     return 0;
 }

@@ -22,17 +22,6 @@ static bool driver_up(const struct virtio_dev *d)
     return (d->status & VIRTIO_STATUS_DRIVER_OK) && !d->broken;
 }
 
-static int say(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int say(char *err, size_t n, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(err, n, fmt, ap);
-    va_end(ap);
-    return -EINVAL;
-}
-
 static void kick_ready(struct virtio_dev *d)
 {
     if (!driver_up(d))
@@ -55,8 +44,8 @@ int virtio_dev_freeze(struct virtio_dev *d)
         const struct virtq *q = &d->vq[i];
 
         if (q->ready && q->last_avail != q->used_idx)
-            err = say(why, sizeof(why), "queue %d still has %u requests in flight", i,
-                      (uint16_t)(q->last_avail - q->used_idx));
+            err = snap_fail(why, sizeof(why), "queue %d still has %u requests in flight", i,
+                            (uint16_t)(q->last_avail - q->used_idx));
     }
     pthread_mutex_unlock(&d->lock);
     if (err) {
@@ -144,23 +133,24 @@ static int read_transport(struct virtio_dev *d, struct snap_reader *r, struct vi
     broken = snap_get_u8(r);
     t->broken = broken == 1;
     if (r->bad)
-        return say(err, n, "truncated");
+        return snap_fail(err, n, "truncated");
     if (t->device_id != d->device_id || nq != (uint32_t)d->nr_queues)
-        return say(err, n, "the snapshot has %s (device %u, %u queues) here, this machine %s", name,
-                   t->device_id, nq, d->name);
+        return snap_fail(err, n, "the snapshot has %s (device %u, %u queues) here, this machine %s",
+                         name, t->device_id, nq, d->name);
     if (t->acked & ~d->features)
-        return say(err, n,
-                   "the guest accepted features %#llx that %s on its new backend does not offer "
-                   "(%#llx)",
-                   (unsigned long long)t->acked, d->name, (unsigned long long)d->features);
+        return snap_fail(
+                err, n,
+                "the guest accepted features %#llx that %s on its new backend does not offer "
+                "(%#llx)",
+                (unsigned long long)t->acked, d->name, (unsigned long long)d->features);
     if ((t->status & ~STATUS_KNOWN) || !virtio_status_in_order(t->status & STATUS_STEPS))
-        return say(err, n, "device status %#x is not one the driver can reach", t->status);
+        return snap_fail(err, n, "device status %#x is not one the driver can reach", t->status);
     if ((t->status & VIRTIO_STATUS_FEATURES_OK) && !virtio_features_ok(t))
-        return say(err, n, "features %#llx accepted without VERSION_1",
-                   (unsigned long long)t->acked);
+        return snap_fail(err, n, "features %#llx accepted without VERSION_1",
+                         (unsigned long long)t->acked);
     if (broken > 1 || (t->broken && !(t->status & VIRTIO_STATUS_NEEDS_RESET)) ||
         (t->isr & ~ISR_KNOWN))
-        return say(err, n, "bad broken flag %u or interrupt status %#x", broken, t->isr);
+        return snap_fail(err, n, "bad broken flag %u or interrupt status %#x", broken, t->isr);
     known = (uint32_t)d->nr_queues;
     for (uint32_t i = 0; i < known; i++) {
         struct saved_queue *q = &sq[i];
@@ -175,15 +165,15 @@ static int read_transport(struct virtio_dev *d, struct snap_reader *r, struct vi
         q->signalled_used = snap_get_u16(r);
         q->signalled_valid = snap_get_u8(r);
         if (r->bad)
-            return say(err, n, "truncated in queue %u", i);
+            return snap_fail(err, n, "truncated in queue %u", i);
         if (q->size > d->queue_max[i] || (q->size & (q->size - 1)) || q->ready > 1 ||
             q->signalled_valid > 1)
-            return say(err, n, "queue %u: size %u (at most %u, a power of two) or flags", i,
-                       q->size, d->queue_max[i]);
+            return snap_fail(err, n, "queue %u: size %u (at most %u, a power of two) or flags", i,
+                             q->size, d->queue_max[i]);
         if (q->ready && !t->broken && (t->status & VIRTIO_STATUS_DRIVER_OK) &&
             q->last_avail != q->used_idx)
-            return say(err, n, "queue %u: %u requests in flight (a snapshot has none)", i,
-                       (uint16_t)(q->last_avail - q->used_idx));
+            return snap_fail(err, n, "queue %u: %u requests in flight (a snapshot has none)", i,
+                             (uint16_t)(q->last_avail - q->used_idx));
     }
     return 0;
 }
@@ -205,9 +195,11 @@ int virtio_dev_restore(struct virtio_dev *d, struct snap_reader *r, char *err, s
     blob.pos = 0;
     blob.bad = blob.p == NULL;
     if (!snap_reader_done(r) || blob_len > BLOB_MAX)
-        return say(err, errlen, "%s", r->bad ? "truncated" : "bytes left after the device state");
+        return snap_fail(err, errlen, "%s",
+                         r->bad ? "truncated" : "bytes left after the device state");
     if (blob_len && !d->ops->restore)
-        return say(err, errlen, "%u bytes of device state %s has no use for", blob_len, d->name);
+        return snap_fail(err, errlen, "%u bytes of device state %s has no use for", blob_len,
+                         d->name);
 
     pthread_mutex_lock(&d->lock);
     d->acked = t.acked;
@@ -231,7 +223,8 @@ int virtio_dev_restore(struct virtio_dev *d, struct snap_reader *r, char *err, s
         q->signalled_valid = sq[i].signalled_valid;
         q->ready = false;
         if (sq[i].ready && virtq_check(q)) {
-            ret = say(err, errlen, "queue %d: size %u or rings outside guest RAM", i, q->size);
+            ret = snap_fail(err, errlen, "queue %d: size %u or rings outside guest RAM", i,
+                            q->size);
             break;
         }
         q->ready = sq[i].ready;
@@ -239,7 +232,7 @@ int virtio_dev_restore(struct virtio_dev *d, struct snap_reader *r, char *err, s
     if (!ret && (d->status & VIRTIO_STATUS_FEATURES_OK))
         virtio_apply_features(d);
     if (!ret && driver_up(d) && d->ops->activate && (ret = d->ops->activate(d)) < 0)
-        say(err, errlen, "%s cannot start on its new backend (%s)", d->name, strerror(-ret));
+        snap_fail(err, errlen, "%s cannot start on its new backend (%s)", d->name, strerror(-ret));
     if (!ret && d->ops->restore)
         ret = d->ops->restore(d, &blob, err, errlen);
     if (!ret)
