@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Snapshot benchmarks (tests/bench/suite.py rows restore, exec-snapshot, clones):
   * restore -> guest running: `ember run --restore` of a ticking 128 MiB guest until its first
-    tick (wall, and host CPU of the whole ember process until then);
+    tick: wall, and host CPU until then of ember's main thread (reading the snapshot, building
+    the VM, restoring its state) and of the whole process (with the vCPU thread, which also
+    faults guest memory in from the snapshot and, under nested emulation, runs the guest);
+    and ember's user-space instructions from exec to the vCPU thread (callgrind);
   * `ember exec -- true` restored from its cached snapshot against `crun run` of a busybox
     bundle (the same `true`), interleaved;
   * ten clones of an idle 128 MiB guest at once: host memory in all (PSS, shared pages counted
@@ -44,10 +47,10 @@ def _wait_line(p, word, timeout):
     return None
 
 
-def _cpu_s(pid):
-    """On-CPU time of every thread of pid so far (schedstat, nanoseconds)."""
+def _cpu_s(pid, tasks=None):
+    """On-CPU time so far (schedstat, nanoseconds) of pid's threads, or of those named."""
     total = 0
-    for t in os.listdir(f"/proc/{pid}/task"):
+    for t in tasks or os.listdir(f"/proc/{pid}/task"):
         try:
             total += int(open(f"/proc/{pid}/task/{t}/schedstat").read().split()[0])
         except (OSError, ValueError, IndexError):
@@ -110,11 +113,15 @@ def restore_row(n):
             try:
                 t = _wait_line(p, b"tick", 120)
                 cpu = _cpu_s(p.pid) if t else None
+                main = _cpu_s(p.pid, [str(p.pid)]) if t else None
             finally:
                 _kill(p)
             res.append({"wall_ms": (t - t0) * 1e3 if t else None,
                         "cpu_ms": cpu * 1e3 if cpu is not None else None,
+                        "main_cpu_ms": main * 1e3 if main is not None else None,
                         "error": "" if t else p.stderr.read().decode(errors="replace")[-300:]})
+        if res:  # deterministic: once is enough
+            res[0]["instructions"] = boot.instructions_to_vcpu([EMBER, "run", "--restore", snap])
         return {"ember": res}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

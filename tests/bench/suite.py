@@ -87,19 +87,7 @@ def startup_instructions():
     """User-space instructions from exec until the first vCPU thread starts (tiny guest),
     counted by callgrind: deterministic, unlike CPU time under nested emulation."""
     elf = boot.BUILD / "tests" / "guests" / "status.elf"
-    with tempfile.TemporaryDirectory() as d:
-        try:
-            p = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={d}/cg.out",
-                                "--dump-before=vcpu_thread", str(boot.BUILD / "ember"), "run", "--kernel", str(elf)],
-                               stdin=subprocess.DEVNULL, capture_output=True, timeout=300)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        first = sorted(pathlib.Path(d).glob("cg.out*"))
-        for f in first:
-            if f.name.endswith(".1"):  # the dump taken when vcpu_thread was entered
-                m = re.search(r"^(?:summary|totals): (\d+)", f.read_text(), re.M)
-                return int(m.group(1)) if m else None
-    return None
+    return boot.instructions_to_vcpu([str(boot.BUILD / "ember"), "run", "--kernel", str(elf)])
 
 
 def density(vmm, n, timeout):
