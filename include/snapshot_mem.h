@@ -18,7 +18,9 @@ struct snap_mem_writer {
 };
 
 /* Open /proc/self/pagemap once, while /proc is there (before a jail hides it): it says
- * which pages the guest ever touched. Without it every page is read and compared to zero. */
+ * which pages the guest ever touched (it is opened without CAP_SYS_ADMIN, so it shows no
+ * physical addresses). Without it every page is read and compared to zero. Only where
+ * snapshots may be saved: a control socket, or `ember exec`'s ready snapshot. */
 void snap_mem_prepare(void);
 
 /* Make out_fd an empty file of RAM's size (all holes). 0 or -errno after one error line. */

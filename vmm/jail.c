@@ -209,7 +209,8 @@ static int child(struct jail *jl, int go_fd)
     for (int i = 0; i < jl->cfg->nr_nets; i++)
         if (jl->cfg->net[i].backend == NET_USER && !dlopen("libslirp.so.0", RTLD_NOW | RTLD_LOCAL))
             log_warn("jail: cannot preload libslirp: %s", dlerror());
-    snap_mem_prepare(); /* snapshots read our own pagemap, which the jail hides */
+    if (jl->cfg->api_sock || jl->cfg->snap_out)
+        snap_mem_prepare(); /* snapshots read our own pagemap, which the jail hides */
     err = build_root(jl);
     if (!err)
         err = set_limits(j);

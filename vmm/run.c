@@ -674,7 +674,7 @@ int ember_run(struct vm_config *cfg, const struct timespec *start_wall)
     /* The supervisor (1) returns the jailed child's code; the child (0) goes on, in the jail. */
     if (jail_enter((struct vm_config *)cfg, &code))
         goto out;
-    if (!cfg->jail.dir)
+    if (!cfg->jail.dir && (cfg->api_sock || cfg->snap_out))
         snap_mem_prepare(); /* a jailed ember did this before /proc went away */
     if (setup_host(m))
         goto out;

@@ -3,6 +3,7 @@
 #include "snapshot_mem.h"
 #include "log.h"
 
+#include <cap-ng.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -19,8 +20,23 @@ static int pagemap_fd = -1;
 
 void snap_mem_prepare(void)
 {
-    if (pagemap_fd < 0)
-        pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    int admin;
+
+    if (pagemap_fd >= 0)
+        return;
+    /* Which pages are present is all we read: opened without CAP_SYS_ADMIN, the file shows
+     * no physical frame numbers (the kernel checks the opener's capabilities). */
+    capng_get_caps_process();
+    admin = capng_have_capability(CAPNG_EFFECTIVE, CAP_SYS_ADMIN);
+    if (admin) {
+        capng_update(CAPNG_DROP, CAPNG_EFFECTIVE, CAP_SYS_ADMIN);
+        capng_apply(CAPNG_SELECT_CAPS);
+    }
+    pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (admin) {
+        capng_update(CAPNG_ADD, CAPNG_EFFECTIVE, CAP_SYS_ADMIN);
+        capng_apply(CAPNG_SELECT_CAPS);
+    }
 }
 
 int snap_mem_writer_start(struct snap_mem_writer *w, const struct guest_mem *gm, int out_fd,
