@@ -40,8 +40,13 @@ static void status_write(void *opaque, uint64_t offset, const uint8_t *data, uin
     struct ctrl_page *cp = opaque;
 
     (void)offset;
-    if (len >= 1)
-        cp->vm->exit_status = data[0];
+    if (len < 1)
+        return;
+    cp->vm->exit_status = data[0];
+    /* `ember exec`: the command is done and its output queued; the guest kernel's own
+     * power-off (every device shut down, one exit at a time) is not worth waiting for. */
+    if (cp->stop_on_status)
+        vm_request_stop(cp->vm, STOP_POWEROFF);
 }
 
 static const struct bus_ops marker_ops = {.write = marker_write};
@@ -56,6 +61,7 @@ int ctrl_page_init(struct ctrl_page *cp, struct vm *vm, int boot_timer,
     cp->boot_timer = boot_timer;
     cp->start_wall = *start_wall;
     cp->booted = 0;
+    cp->stop_on_status = 0;
     err = bus_register(&vm->mmio, BOOT_MARKER_GPA, 8, &marker_ops, cp, "boot-marker");
     if (!err)
         err = bus_register(&vm->mmio, EXIT_STATUS_GPA, 8, &status_ops, cp, "exit-status");

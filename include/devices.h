@@ -47,6 +47,7 @@ struct ctrl_page {
     struct timespec start_wall; /* ember's own start, CLOCK_MONOTONIC */
     int booted;
     double boot_ms, boot_cpu_ms;   /* when the marker arrived */
+    int stop_on_status;            /* the exit status ends the VM (`ember exec`) */
     void (*on_boot)(void *opaque); /* e.g. the control socket's BOOT_COMPLETE event */
     void *on_boot_opaque;
 };

@@ -303,6 +303,8 @@ static int setup_devices(struct machine *m)
         err = acpi_pm_init(vm, ACPI_SLEEP_CTL_PORT, ACPI_SLEEP_STS_PORT);
     if (!err)
         err = ctrl_page_init(&m->ctrl, vm, m->cfg->boot_timer, &m->start_wall);
+    if (!err) /* exec's output still queued in the guest is written out after the stop */
+        m->ctrl.stop_on_status = m->cfg->exec != NULL;
     if (!err)
         err = ged_init(&m->ged, vm, GED_GPA, GED_IRQ);
     if (err)
