@@ -165,7 +165,8 @@ static int write_cmdline(const struct guest_mem *gm, const struct load_params *p
     return ret;
 }
 
-/* Highest page-aligned address for size bytes in [floor, limit); -ENOMEM if none. */
+/* Highest page-aligned address for size bytes in [floor, limit); -EFBIG if none (the guest's
+ * RAM is too small for it: the user's input, not the host, is at fault). */
 static int place_initrd(const struct guest_mem *gm, const struct boot_setup *bs, uint64_t size,
                         const char *path, uint64_t *gpa)
 {
@@ -195,7 +196,7 @@ static int place_initrd(const struct guest_mem *gm, const struct boot_setup *bs,
                 (unsigned long long)(gm->ram_size >> 20),
                 kernel_limit ? "use a smaller initrd"
                              : "give the guest more memory with --memory or use a smaller initrd");
-        return -ENOMEM;
+        return -EFBIG;
     }
     *gpa = (limit - size) & ~(PAGE_SIZE - 1);
     return 0;

@@ -31,7 +31,7 @@ struct hostfwd {
     uint16_t guest_port;
 };
 
-/* --net user[,hostfwd=...][,mac=..] | tap=NAME[,mac=..] | tap-fd=N[,mac=..] */
+/* --net user[,hostfwd=...][,host-loopback=on][,mac=..] | tap=NAME[,mac=..] | tap-fd=N[,mac=..] */
 struct net_config {
     enum net_backend backend;
     char tap_name[16];
@@ -40,6 +40,7 @@ struct net_config {
     int mac_set;
     struct hostfwd fwd[CONFIG_MAX_HOSTFWD];
     int nr_fwd;
+    int host_loopback; /* user: 10.0.2.2 reaches the host's 127.0.0.1 (off unless asked) */
 };
 enum on_reboot { ON_REBOOT_EXIT, ON_REBOOT_RESTART };
 

@@ -46,6 +46,10 @@ struct console {
     void *output_space_opaque;
 };
 
+/* Whether stdin is a terminal and ember is in its foreground process group (only then may it
+ * read it or change its mode). Decided at the first call: make it before the jail's PID
+ * namespace, where process groups outside it all read as 0. */
+int console_terminal_foreground(void);
 int console_init(struct console *c, enum console_mode mode, int wake_fd);
 /* Put the terminal back as it was (idempotent, async-signal-safe part only). */
 void console_restore(struct console *c);

@@ -17,10 +17,11 @@ struct exec_config {
     const char *env[EXEC_MAX_ENV]; /* K=V */
     int nr_env;
     const char *workdir;
-    int net_user;       /* --net user */
-    unsigned timeout_s; /* --timeout; 0: none */
-    int no_jail;        /* --no-jail */
-    int no_snapshot;    /* --no-snapshot: boot, neither use nor save a ready snapshot */
+    int net_user;          /* --net user[,...] */
+    struct net_config net; /* its options, as ember run's --net user takes them */
+    unsigned timeout_s;    /* --timeout; 0: none */
+    int no_jail;           /* --no-jail */
+    int no_snapshot;       /* --no-snapshot: boot, neither use nor save a ready snapshot */
     char **argv;
     int argc;
 };

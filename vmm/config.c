@@ -376,6 +376,10 @@ static json_object *net_json(const struct net_config *nc)
         snprintf(buf + used, sizeof(buf) - used, ",hostfwd=%s:%s:%u-:%u", f->udp ? "udp" : "tcp",
                  addr, f->host_port, f->guest_port);
     }
+    if (nc->host_loopback) {
+        used = strlen(buf);
+        snprintf(buf + used, sizeof(buf) - used, ",host-loopback=on");
+    }
     if (nc->mac_set) {
         used = strlen(buf);
         snprintf(buf + used, sizeof(buf) - used, ",mac=%02x:%02x:%02x:%02x:%02x:%02x", nc->mac[0],

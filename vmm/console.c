@@ -48,6 +48,15 @@ static int open_output(struct console *c)
     return 0;
 }
 
+static int foreground = -1; /* console_terminal_foreground, decided once */
+
+int console_terminal_foreground(void)
+{
+    if (foreground < 0)
+        foreground = isatty(STDIN_FILENO) && tcgetpgrp(STDIN_FILENO) == getpgrp();
+    return foreground;
+}
+
 static int make_raw(struct console *c)
 {
     struct termios raw;
@@ -90,7 +99,13 @@ int console_init(struct console *c, enum console_mode mode, int wake_fd)
     if (err)
         return err;
     c->in_fd = STDIN_FILENO;
-    if (isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
+    if (isatty(STDIN_FILENO) && !console_terminal_foreground()) {
+        /* `ember run ... &`: reading the terminal would stop us (SIGTTIN), so would changing
+         * its mode (SIGTTOU); the foreground job keeps both. */
+        log_info("console: started in the background; the terminal's input is not read and "
+                 "its mode is left as it is");
+        c->in_fd = -1;
+    } else if (isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
         err = make_raw(c);
         if (err)
             return err;

@@ -298,9 +298,10 @@ int ember_exec(struct exec_config *x, const struct timespec *start)
             goto out;
     }
     if (x->net_user) {
-        if (parse_net("user", &cfg->net[cfg->nr_nets]))
-            goto out;
-        random_mac(&cfg->net[cfg->nr_nets++]);
+        cfg->net[cfg->nr_nets] = x->net; /* host-loopback only when asked for */
+        if (!cfg->net[cfg->nr_nets].mac_set)
+            random_mac(&cfg->net[cfg->nr_nets]);
+        cfg->nr_nets++;
     }
     if (!x->no_snapshot)
         exec_cache_prepare(x, &cache);

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -312,7 +313,27 @@ static int setup_devices(struct machine *m)
     return err;
 }
 
-/* One virtio-mmio slot and GSI per device, in the order the guest will number them. */
+/* Exit code for a -errno from building the machine (a device, the kernel): the host ran out
+ * of something (memory, descriptors, I/O) is ember failing, 125; anything else is input the
+ * host cannot honour (a missing disk, a busy TAP, a taken port, a bad kernel), 126. */
+static int build_failure_code(int err)
+{
+    switch (-err) {
+    case ENOMEM:
+    case EMFILE:
+    case ENFILE:
+    case ENOBUFS:
+    case EAGAIN:
+    case ENOSPC:
+    case EIO:
+        return EXIT_VMM_ERROR;
+    default:
+        return EXIT_USAGE;
+    }
+}
+
+/* One virtio-mmio slot and GSI per device, in the order the guest will number them. err is
+ * what the device's constructor returned; returns 0 or an exit code. */
 static int add_virtio(struct machine *m, int err)
 {
     struct virtio_dev *d;
@@ -321,15 +342,16 @@ static int add_virtio(struct machine *m, int err)
     size_t used = strlen(m->virtio_params);
 
     if (err)
-        return err; /* the constructor failed and said why */
+        return build_failure_code(err); /* the constructor failed and said why */
     if (m->nr_virtio < 0 || m->nr_virtio >= MAX_VIRTIO)
-        return -ENOSPC; /* cannot happen: the config limits add up to MAX_VIRTIO */
+        return EXIT_VMM_ERROR; /* cannot happen: the config limits add up to MAX_VIRTIO */
     d = &m->virtio[m->nr_virtio];
+    /* Eventfds, KVM_IOEVENTFD, KVM_IRQFD, the loop: only the host can fail here. */
     err = virtio_mmio_init(d, &m->vm, &m->loop, base, irq);
     if (err) {
         if (d->ops->destroy)
             d->ops->destroy(d);
-        return err;
+        return EXIT_VMM_ERROR;
     }
     snprintf(m->virtio_params + used, sizeof(m->virtio_params) - used,
              "%svirtio_mmio.device=4K@0x%llx:%u", used ? " " : "", (unsigned long long)base, irq);
@@ -337,25 +359,26 @@ static int add_virtio(struct machine *m, int err)
     return 0;
 }
 
+/* 0, or the exit code of the first device that could not be set up. */
 static int setup_virtio(struct machine *m)
 {
     const struct vm_config *cfg = m->cfg;
-    int err = 0;
+    int code = 0;
 
     m->nr_virtio = 0;
     m->virtio_params[0] = '\0';
-    for (int i = 0; !err && i < cfg->nr_disks; i++)
-        err = add_virtio(m, virtio_blk_create(&m->virtio[m->nr_virtio], &cfg->disk[i], &m->loop));
-    for (int i = 0; !err && i < cfg->nr_nets; i++)
-        err = add_virtio(m, virtio_net_create(&m->virtio[m->nr_virtio], &cfg->net[i], &m->loop));
-    if (!err && cfg->console == CONSOLE_KIND_VIRTIO)
-        err = add_virtio(m, virtio_console_create(&m->virtio[m->nr_virtio], &m->con, &m->loop));
-    if (!err && cfg->exec)
-        err = add_virtio(m,
-                         virtio_exec_ports_create(&m->virtio[m->nr_virtio], cfg->exec, &m->loop));
-    if (!err && !cfg->no_rng)
-        err = add_virtio(m, virtio_rng_create(&m->virtio[m->nr_virtio], &m->loop));
-    return err;
+    for (int i = 0; !code && i < cfg->nr_disks; i++)
+        code = add_virtio(m, virtio_blk_create(&m->virtio[m->nr_virtio], &cfg->disk[i], &m->loop));
+    for (int i = 0; !code && i < cfg->nr_nets; i++)
+        code = add_virtio(m, virtio_net_create(&m->virtio[m->nr_virtio], &cfg->net[i], &m->loop));
+    if (!code && cfg->console == CONSOLE_KIND_VIRTIO)
+        code = add_virtio(m, virtio_console_create(&m->virtio[m->nr_virtio], &m->con, &m->loop));
+    if (!code && cfg->exec)
+        code = add_virtio(m,
+                          virtio_exec_ports_create(&m->virtio[m->nr_virtio], cfg->exec, &m->loop));
+    if (!code && !cfg->no_rng)
+        code = add_virtio(m, virtio_rng_create(&m->virtio[m->nr_virtio], &m->loop));
+    return code;
 }
 
 static void destroy_virtio(struct machine *m)
@@ -412,11 +435,11 @@ static int restore_vm(struct machine *m, const struct snapshot *snap)
 }
 
 /* Returns 0, or the exit code: EXIT_USAGE when the user's input (kernel, initrd, command
- * line, snapshot) is at fault, EXIT_VMM_ERROR when the host is. */
+ * line, a device option, a snapshot) is at fault, EXIT_VMM_ERROR when the host is. */
 static int build_vm(struct machine *m)
 {
     struct snapshot *snap = m->snap_restored ? NULL : m->cfg->snap;
-    int code = EXIT_VMM_ERROR;
+    int code = EXIT_VMM_ERROR, err;
 
     if (vm_create(&m->vm, m->kvm_fd, m->cfg->memory, m->cfg->cpus, m->cfg->hugepages,
                   snap ? snapshot_memory_fd(snap) : -1))
@@ -425,10 +448,10 @@ static int build_vm(struct machine *m)
     m->vm.start_wall = m->start_wall;
     if (setup_devices(m))
         goto fail;
-    if (setup_virtio(m)) {
-        code = EXIT_USAGE; /* a disk, TAP or network option the host cannot honour */
+    code = setup_virtio(m);
+    if (code)
         goto fail;
-    }
+    code = EXIT_VMM_ERROR;
     if (snap) {
         code = restore_vm(m, snap);
         if (code && m->cfg->exec) {
@@ -441,8 +464,9 @@ static int build_vm(struct machine *m)
     } else {
         if (setup_acpi(m))
             goto fail;
-        if (setup_kernel(m)) {
-            code = EXIT_USAGE;
+        err = setup_kernel(m);
+        if (err) {
+            code = build_failure_code(err);
             goto fail;
         }
         if (vm_create_vcpus(&m->vm))
@@ -481,7 +505,6 @@ static int setup_host(struct machine *m)
     sigaddset(&mask, SIGHUP);
     if (pthread_sigmask(SIG_BLOCK, &mask, NULL))
         return -EINVAL;
-    signal(SIGPIPE, SIG_IGN);
     m->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     if (m->signal_fd < 0)
         return log_errno("signalfd");
@@ -554,11 +577,30 @@ static int sandbox_after_start(struct machine *m)
     return sandbox_enter_thread(SANDBOX_THREAD_LOOP, -1);
 }
 
+#ifdef EMBER_SANDBOX_SELFTEST
+/* Test builds only (meson -Dsandbox_selftest=true): EMBER_SELFTEST_KVM_RUN=efault takes guest
+ * RAM away from KVM (PROT_NONE) before the first instruction, so KVM_RUN fails as it does on
+ * backing memory KVM cannot use. */
+static void selftest_kvm_run(struct vm *vm)
+{
+    const char *want = getenv("EMBER_SELFTEST_KVM_RUN");
+
+    if (!want || strcmp(want, "efault") != 0)
+        return;
+    log_info("selftest: guest RAM made inaccessible to KVM");
+    for (int i = 0; i < vm->mem.nr_regions; i++)
+        mprotect(vm->mem.region[i].host, vm->mem.region[i].size, PROT_NONE);
+}
+#endif
+
 /* Run the built VM until it stops; returns the stop reason. */
 static enum vm_stop_reason run_vm(struct machine *m)
 {
     int err;
 
+#ifdef EMBER_SANDBOX_SELFTEST
+    selftest_kvm_run(&m->vm);
+#endif
     m->h_vm_wake = (struct loop_handler){m->vm.wake_fd, on_vm_wake};
     err = loop_add(&m->loop, &m->h_vm_wake, EPOLLIN);
     if (m->cfg->exec && m->cfg->snap_out && !m->cfg->snap) {
@@ -661,6 +703,7 @@ int ember_run(struct vm_config *cfg, const struct timespec *start_wall)
     m->snap.efd = -1;
     m->con.out_fd = m->con.in_fd = -1;
     m->con_off.out_fd = m->con_off.in_fd = -1;
+    console_terminal_foreground(); /* before the jail hides process groups */
     if (sandbox_prepare(cfg))
         goto out;
     if (cfg->restore && !cfg->snap &&

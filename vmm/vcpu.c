@@ -259,8 +259,9 @@ static void *vcpu_thread(void *arg)
                 atomic_fetch_add(&v->exits[KVM_EXIT_INTR], 1);
                 continue;
             }
-            log_err("vCPU %d: KVM_RUN: %s", v->index, strerror(errno));
-            vm_request_stop(vm, STOP_ERROR);
+            log_err("vCPU %d: KVM_RUN: %s; KVM cannot go on running the guest", v->index,
+                    strerror(errno));
+            vm_request_stop(vm, STOP_CRASH);
             break;
         }
         if (!handle_exit(v))

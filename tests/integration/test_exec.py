@@ -3,7 +3,9 @@
 booting (--no-snapshot) and restored from the cached "ready for a command" snapshot."""
 import hashlib
 import os
+import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -88,14 +90,45 @@ def test_timeout(exec_, images):
     assert time.monotonic() - t0 < 120
 
 
-def test_network_none_by_default_and_user_on_request(exec_, images):
+@pytest.fixture
+def loopback_server():
+    """A TCP service on the host's 127.0.0.1 that answers every connection with a token."""
+    token = b"host-loopback-" + os.urandom(8).hex().encode()
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+
+    def serve():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            with c:
+                c.sendall(token + b"\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield srv.getsockname()[1], token
+    finally:
+        srv.close()
+
+
+def test_network_none_by_default_and_user_on_request(exec_, images, loopback_server):
+    port, token = loopback_server
     script = "ip route; ip -o link | cut -d: -f2; wget -q -T 3 -O- http://10.0.2.2:9/ 2>&1; true"
     cp = exec_("--", "sh", "-c", script)
     assert cp.returncode == 0, cp
     assert b"default" not in cp.stdout and b"eth0" not in cp.stdout, cp.stdout
-    cp = exec_("--net", "user", "--", "sh", "-c", "ip route")
+    # --net user: a network, but never the host's loopback unless asked for.
+    fetch = f"ip route; nc -w 5 10.0.2.2 {port} </dev/null; true"
+    cp = exec_("--net", "user", "--", "sh", "-c", fetch)
     assert cp.returncode == 0, cp
     assert b"default via 10.0.2.2" in cp.stdout, cp.stdout
+    assert token not in cp.stdout, cp.stdout
+    cp = exec_("--net", "user,host-loopback=on", "--", "sh", "-c", fetch)
+    assert cp.returncode == 0, cp
+    assert token in cp.stdout, cp.stdout
 
 
 def test_writes_to_root_are_gone(exec_, images, tmp_path):
