@@ -291,15 +291,15 @@ static void supervisor(struct builder *b, pid_t pid)
     rule(b, SCMP_SYS(ioctl), 2,
          (struct scmp_arg_cmp[]){SCMP_A0(SCMP_CMP_EQ, 0),
                                  SCMP_A1(SCMP_CMP_MASKED_EQ, LOW32, TIOCGPGRP)});
-    ALLOW(b, read);     /* its signalfd */
-    ALLOW(b, wait4);    /* the jailed ember's status */
-    ALLOW(b, waitid);   /* the same */
-    ALLOW(b, poll);     /* waits for signals and the child */
-    ALLOW(b, ppoll);    /* the same */
-    ALLOW(b, close);    /* its descriptors */
-    ALLOW(b, unlinkat); /* the jail's files and directories, beneath its descriptor of DIR */
-    ALLOW(b, unlink);   /* ember exec's --copy-in image */
-    ALLOW(b, rmdir);    /* the cgroup, ember exec's jail directory */
+    ALLOW(b, read);       /* its signalfd */
+    ALLOW(b, wait4);      /* the jailed ember's status */
+    ALLOW(b, waitid);     /* the same */
+    ALLOW(b, poll);       /* waits for signals and the child */
+    ALLOW(b, ppoll);      /* the same */
+    ALLOW(b, close);      /* its descriptors */
+    ALLOW(b, unlinkat);   /* the jail's files and directories, beneath its descriptor of DIR */
+    ALLOW(b, unlink);     /* ember exec's --copy-in image */
+    ALLOW(b, rmdir);      /* the cgroup, ember exec's jail directory */
     ALLOW(b, newfstatat); /* ember exec: is the ready snapshot the VM saved complete? */
     ALLOW(b, fstat);      /* the same through older glibc */
     ALLOW(b, pread64);    /* ...its state file read back */
