@@ -17,7 +17,7 @@ import time
 import pytest
 
 from qmp_client import QMP, wait_for_socket
-from test_net import DHCP_SCRIPT, Guest
+from test_net import DHCP_SCRIPT, Guest, netns  # noqa: F401 - netns is a fixture
 
 # Each turn: count, write the count into sector i of the disk (direct, so it reaches the
 # host's file at once), and every fifth turn ask slirp for a lease.
@@ -162,6 +162,26 @@ def test_a_restored_guest_is_saved_again(ember, saved, tmp_path):
     finally:
         g2.kill()
     assert int(m.group(1)) == counts(g.out)[-1] + 1, (counts(g.out)[-3:], m.group(0))
+
+
+def test_restored_on_a_tap_instead_of_slirp(ember, saved, netns):
+    """A new backend for the same interface: the guest's frames (its DHCP requests) now leave
+    through the TAP in the namespace."""
+    in_ns = ["ip", "netns", "exec", netns]
+
+    def tap_rx():
+        out = subprocess.run([*in_ns, "cat", "/sys/class/net/tap0/statistics/rx_packets"],
+                             capture_output=True, text=True, timeout=30).stdout
+        return int(out.strip() or 0)
+
+    before = tap_rx()
+    last = counts(saved["out"])[-1]
+    g = Guest([ember, "run", "--restore", saved["dir"], "--net", "tap=tap0"], prefix=in_ns)
+    try:
+        g.wait_for(r"^count %d$" % (last + 7), timeout=180)  # past a DHCP attempt
+    finally:
+        g.kill()
+    assert tap_rx() > before, g
 
 
 def test_restore_refuses_a_machine_that_does_not_fit(ember, saved, run_cmd):
