@@ -146,10 +146,18 @@ int config_apply_text(struct vm_config *cfg, const char *text, size_t len,
 int config_load_file(struct vm_config *cfg, const char *path);
 /* The configuration as a JSON document in the same schema (caller puts it). */
 struct json_object *config_to_json(const struct vm_config *cfg);
-/* A kernel or initrd must open for reading and be a regular file or a block device: 0, or
+/* A kernel or initrd must open for reading (without blocking) and be a regular file: 0, or
  * -errno with *why saying what is wrong (path NULL: nothing to check). */
 int config_check_file(const char *path, const char **why);
 /* Free what --config and `configure` kept. */
 void config_free(struct vm_config *cfg);
+/* Undo a config_apply_json that succeeded but was refused later (e.g. a file check): back to
+ * `before` (a copy taken before it), freeing what it kept. */
+void config_revert(struct vm_config *cfg, const struct vm_config *before);
+/* Free what was kept for values the configuration no longer points at (replaced by a later
+ * `configure`): what repeated `configure` calls keep stays bounded. */
+void config_compact(struct vm_config *cfg);
+/* Bytes kept for the configuration's strings. */
+size_t config_owned_bytes(const struct vm_config *cfg);
 
 #endif

@@ -2,6 +2,7 @@
  * the guest stops, and turn the reason into ember's exit code. */
 #include "run.h"
 #include "acpi.h"
+#include "clock.h"
 #include "cmdline.h"
 #include "control.h"
 #include "devices.h"
@@ -34,6 +35,8 @@
 #include <unistd.h>
 
 #define MAX_VIRTIO (CONFIG_MAX_DISKS + CONFIG_MAX_NETS + 2)
+/* What is still queued for slow readers when the VM stops gets this long, all of it together. */
+#define EXIT_FLUSH_MS 5000
 _Static_assert(MAX_VIRTIO <= VIRTIO_IRQ_LAST - VIRTIO_IRQ_FIRST + 1, "one GSI per device");
 _Static_assert(MAX_VIRTIO <= ACPI_MAX_VIRTIO, "every device in the DSDT");
 _Static_assert(MAX_VIRTIO <= SNAP_MAX_VIRTIO, "every device in a snapshot");
@@ -48,6 +51,8 @@ struct machine {
     int kvm_fd;
     struct vm vm;
     struct console con;
+    struct out_stream stdout_stream; /* opened before the jail, taken by con */
+    int64_t flush_deadline;          /* clock_ms() by which exit's output must be out, or 0 */
     struct serial serial;
     struct ctrl_page ctrl;
     struct loop loop;
@@ -79,7 +84,7 @@ static void drain_eventfd(int fd)
 static void pump_output(struct machine *m)
 {
     size_t left = console_drain(&m->con);
-    int want = left > 0 && m->con.out_fd >= 0;
+    int want = left > 0 && m->con.out.fd >= 0;
 
     if (want != m->stdout_watched) {
         if (want && loop_add(&m->loop, &m->h_stdout, EPOLLOUT) == 0)
@@ -516,17 +521,17 @@ static int setup_host(struct machine *m)
         err = snap_runner_init(&m->snap, &m->loop);
     if (err)
         return err;
-    err = console_init(&m->con_off, CONSOLE_OFF, m->dev_wake_fd);
+    err = console_init(&m->con_off, CONSOLE_OFF, m->dev_wake_fd, NULL);
     if (!err)
         err = console_init(&m->con,
                            m->cfg->console == CONSOLE_KIND_NONE ? CONSOLE_OFF : CONSOLE_STDIO,
-                           m->dev_wake_fd);
+                           m->dev_wake_fd, &m->stdout_stream);
     if (err)
         return err;
-    m->h_signal = (struct loop_handler){m->signal_fd, on_signal};
-    m->h_dev_wake = (struct loop_handler){m->dev_wake_fd, on_dev_wake};
-    m->h_stdout = (struct loop_handler){m->con.out_fd, on_stdout};
-    m->h_stdin = (struct loop_handler){STDIN_FILENO, on_stdin};
+    m->h_signal = (struct loop_handler){.fd = m->signal_fd, .fn = on_signal};
+    m->h_dev_wake = (struct loop_handler){.fd = m->dev_wake_fd, .fn = on_dev_wake};
+    m->h_stdout = (struct loop_handler){.fd = m->con.out.fd, .fn = on_stdout};
+    m->h_stdin = (struct loop_handler){.fd = STDIN_FILENO, .fn = on_stdin};
     err = loop_add(&m->loop, &m->h_signal, EPOLLIN);
     if (!err)
         err = loop_add(&m->loop, &m->h_dev_wake, EPOLLIN);
@@ -541,7 +546,7 @@ static int setup_host(struct machine *m)
             m->con.in_fd = -1;
     }
     if (jail_signal_fd() >= 0) {
-        m->h_jail = (struct loop_handler){jail_signal_fd(), on_jail_signal};
+        m->h_jail = (struct loop_handler){.fd = jail_signal_fd(), .fn = on_jail_signal};
         if (loop_add(&m->loop, &m->h_jail, EPOLLIN))
             return log_errno("epoll_ctl");
     }
@@ -552,6 +557,7 @@ static void teardown_host(struct machine *m)
 {
     snap_runner_close(&m->snap);
     console_close(&m->con);
+    out_stream_close(&m->stdout_stream); /* not taken: the console never came up */
     loop_close(&m->loop);
     if (m->signal_fd >= 0)
         close(m->signal_fd);
@@ -601,7 +607,7 @@ static enum vm_stop_reason run_vm(struct machine *m)
 #ifdef EMBER_SANDBOX_SELFTEST
     selftest_kvm_run(&m->vm);
 #endif
-    m->h_vm_wake = (struct loop_handler){m->vm.wake_fd, on_vm_wake};
+    m->h_vm_wake = (struct loop_handler){.fd = m->vm.wake_fd, .fn = on_vm_wake};
     err = loop_add(&m->loop, &m->h_vm_wake, EPOLLIN);
     if (m->cfg->exec && m->cfg->snap_out && !m->cfg->snap) {
         m->exec_snap = EXEC_SNAP_WANTED; /* the first boot of these images: save it ready */
@@ -620,14 +626,17 @@ static enum vm_stop_reason run_vm(struct machine *m)
                 vm_request_stop(&m->vm, STOP_ERROR);
     }
     snap_runner_cancel(&m->snap); /* a save in progress cannot finish without the VM */
-    /* Let blocked console writers finish, then stop for good and collect the threads. */
-    console_flush(&m->con, 2000);
+    /* Let blocked console writers finish, then stop for good and collect the threads. What is
+     * still queued for slow readers (console, the command's streams, the control socket's
+     * clients) gets one deadline in all. */
+    m->flush_deadline = clock_ms() + EXIT_FLUSH_MS;
+    console_flush(&m->con, m->flush_deadline);
     console_shutdown(&m->con);
     vm_join(&m->vm);
     if (m->cfg->exec)
-        exec_io_flush(m->cfg->exec, 5000); /* what the command wrote before it ended */
+        exec_io_flush(m->cfg->exec, m->flush_deadline); /* what the command wrote */
     console_resume(&m->con);
-    console_flush(&m->con, 2000);
+    console_flush(&m->con, m->flush_deadline);
     control_vm_gone(m->ctl);
     loop_del(&m->loop, &m->h_vm_wake);
     log_debug("console: %llu bytes queued, %llu dropped", (unsigned long long)m->con.head,
@@ -701,8 +710,9 @@ int ember_run(struct vm_config *cfg, const struct timespec *start_wall)
     m->signal_fd = m->dev_wake_fd = m->kvm_fd = -1;
     m->loop.epfd = -1;
     m->snap.efd = -1;
-    m->con.out_fd = m->con.in_fd = -1;
-    m->con_off.out_fd = m->con_off.in_fd = -1;
+    m->con.out.fd = m->con.in_fd = -1;
+    m->con_off.out.fd = m->con_off.in_fd = -1;
+    m->stdout_stream.fd = -1;
     console_terminal_foreground(); /* before the jail hides process groups */
     if (sandbox_prepare(cfg))
         goto out;
@@ -714,6 +724,11 @@ int ember_run(struct vm_config *cfg, const struct timespec *start_wall)
     if (!cfg->snap &&
         (check_file("--kernel", cfg->kernel) || check_file("--initrd", cfg->initrd))) {
         code = EXIT_USAGE;
+        goto out;
+    }
+    /* Before the jail's pivot_root: a non-blocking stdout of our own needs /proc. */
+    if (cfg->console != CONSOLE_KIND_NONE && out_stream_open(&m->stdout_stream, STDOUT_FILENO)) {
+        log_errno("console: cannot open stdout");
         goto out;
     }
     /* The supervisor (1) returns the jailed child's code; the child (0) goes on, in the jail. */
@@ -770,7 +785,7 @@ int ember_run(struct vm_config *cfg, const struct timespec *start_wall)
         log_info("the guest rebooted; exiting with code %d (--on-reboot exit)", code);
 out:
     control_shutdown(m->ctl, reason, code); /* SHUTDOWN reaches clients before we exit */
-    control_close(m->ctl, 2000);
+    control_close(m->ctl, m->flush_deadline ? clock_ms_left(m->flush_deadline) : 2000);
     if (m->kvm_fd >= 0)
         close(m->kvm_fd);
     teardown_host(m);

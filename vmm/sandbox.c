@@ -131,10 +131,10 @@ static int close_stray_fds(const struct vm_config *cfg)
     if (cfg->exec) { /* `ember exec` opened its streams already */
         if (cfg->exec->in_fd > 2)
             keep[nkeep++] = cfg->exec->in_fd;
-        if (cfg->exec->out_fd > 2)
-            keep[nkeep++] = cfg->exec->out_fd;
-        if (cfg->exec->err_fd > 2)
-            keep[nkeep++] = cfg->exec->err_fd;
+        if (cfg->exec->out.fd > 2)
+            keep[nkeep++] = cfg->exec->out.fd;
+        if (cfg->exec->err.fd > 2)
+            keep[nkeep++] = cfg->exec->err.fd;
     }
     if (cfg->snap && snapshot_memory_fd(cfg->snap) > 2) /* read before us (`ember exec`) */
         keep[nkeep++] = snapshot_memory_fd(cfg->snap);

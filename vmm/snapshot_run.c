@@ -57,7 +57,7 @@ int snap_runner_init(struct snap_runner *r, struct loop *loop)
     r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (r->efd < 0)
         return log_errno("snapshot: eventfd");
-    r->h = (struct loop_handler){r->efd, on_turn};
+    r->h = (struct loop_handler){.fd = r->efd, .fn = on_turn};
     return 0;
 }
 

@@ -28,7 +28,7 @@ static void kick_ready(struct virtio_dev *d)
         return;
     for (int i = 0; i < d->nr_queues; i++)
         if (d->vq[i].ready)
-            virtio_kick(&d->vq[i]);
+            virtq_rekick(&d->vq[i]);
 }
 
 int virtio_dev_freeze(struct virtio_dev *d)
@@ -40,6 +40,8 @@ int virtio_dev_freeze(struct virtio_dev *d)
     d->frozen = true;
     if (d->ops->quiesce)
         err = d->ops->quiesce(d, why, sizeof(why));
+    if (!err && d->resetting)
+        err = snap_fail(why, sizeof(why), "a reset still waits for requests in flight");
     for (int i = 0; !err && driver_up(d) && i < d->nr_queues; i++) {
         const struct virtq *q = &d->vq[i];
 

@@ -165,3 +165,27 @@ def test_exec_runs_sandboxed_and_jailed(exec_, ember, images):
         p.kill()
     assert p.returncode == 0, err
     assert out == b"got hello\n", (out, err)
+
+
+def test_stdout_socket_not_read_does_not_stop_the_timeout(ember, images):
+    """stdout a socket nobody reads while the command writes 50 MB: ember wrote to it with a
+    blocking write(), so the event loop stopped and --timeout never fired. Now the time limit
+    ends it: 124, on time (plus the exit's flush deadline for the stuck reader)."""
+    import socket
+    a, b = socket.socketpair()
+    t = time.monotonic()
+    p = subprocess.Popen([str(ember), "exec", "--timeout", "40", "--", "head", "-c", "50000000",
+                          "/dev/zero"], stdin=subprocess.DEVNULL, stdout=a, stderr=subprocess.PIPE)
+    a.close()
+    try:
+        try:
+            code = p.wait(timeout=150)
+        except subprocess.TimeoutExpired:
+            code = "still running after 150 s"
+        took = time.monotonic() - t
+    finally:
+        p.kill()
+        p.wait()
+        b.close()
+    print(f"ember exec --timeout 40, stdout a socket nobody reads: exit {code} after {took:.1f} s")
+    assert code == EXIT_TIMEOUT and took < 40 + 5 + 10, (code, took, p.stderr.read())

@@ -1,7 +1,10 @@
 """The sandbox (on by default) and the jail: capabilities, no-new-privs, seccomp on every
 thread, descriptors, a forbidden call named with code 123, jail root, uid, namespaces."""
+import fcntl
 import os
 import pathlib
+import select
+import signal
 import subprocess
 import time
 
@@ -254,3 +257,50 @@ def test_jail_leaves_what_was_there_and_no_way_out(ember, tiny, tmp_path):
             p.kill()
     assert sorted(x.name for x in jail.iterdir()) == ["kernel", "notes.txt"]
     assert (jail / "notes.txt").read_text() == "mine"
+
+
+EXIT_FLUSH_S = 5  # run.c: what is left to write at exit gets this long in all
+
+
+def test_jailed_console_never_blocks_the_loop(ember, tiny, tmp_path):
+    """Jailed, stdout a pipe whose reader is stuck while the guest floods its console: after
+    pivot_root there is no /proc to reopen stdout non-blocking, and a blocking write() held
+    the event loop, so the supervisor's relayed SIGTERM was never read. stdout is now opened
+    before the jail: SIGTERM ends ember (143) within the exit's flush deadline and 2 s."""
+    if os.geteuid() != 0:
+        pytest.skip("the jail needs root")
+    jail = tmp_path / "jail"
+    jail.mkdir()
+    disk = tmp_path / "disk.img"
+    with open(disk, "wb") as f:
+        f.truncate(1 << 20)
+    r, w = os.pipe()
+    fcntl.fcntl(w, 1031, 4096)  # F_SETPIPE_SZ: fills at once
+    p = subprocess.Popen([str(ember), "run", "--jail", str(jail), "--memory", "64M",
+                          "--console", "virtio", "--kernel", str(tiny("hostile_flood")),
+                          "--disk", str(disk)],
+                         stdin=subprocess.DEVNULL, stdout=w, stderr=subprocess.PIPE)
+    os.close(w)
+    try:
+        # Read stdout until the flood begins, then never again: the pipe and the console's
+        # ring fill up at once.
+        seen, deadline = b"", time.monotonic() + 300
+        while b"FLOOD-BEGIN" not in seen:
+            assert time.monotonic() < deadline and p.poll() is None, (seen[-2000:], p.poll())
+            if select.select([r], [], [], 1)[0]:
+                seen += os.read(r, 4096)
+        time.sleep(3)
+        assert p.poll() is None, p.stderr.read()
+        t = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        try:
+            code = p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            code = "still running 60 s after SIGTERM"
+        took = time.monotonic() - t
+    finally:
+        p.kill()
+        p.wait()
+        os.close(r)
+    print(f"jailed, stdout stuck, console flooded: SIGTERM -> exit {code} in {took:.2f} s")
+    assert code == 143 and took < EXIT_FLUSH_S + 2, (code, took, p.stderr.read())
