@@ -252,9 +252,11 @@ int snapshot_create_dir(const char *dir, int *state_fd, int *mem_fd)
 
     *state_fd = *mem_fd = -1;
     if (mkdir(dir, 0700) < 0) {
-        log_err("snapshot %s: %s%s", dir, strerror(errno),
-                errno == EEXIST ? "; give a directory that does not exist yet" : "");
-        return -errno;
+        int err = errno; /* log_err may change errno */
+
+        log_err("snapshot %s: %s%s", dir, strerror(err),
+                err == EEXIST ? "; give a directory that does not exist yet" : "");
+        return -err;
     }
     snprintf(path, sizeof(path), "%s/" SNAP_MEMORY_FILE, dir);
     *mem_fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);

@@ -963,8 +963,9 @@ static int setup_ring(struct blk *b, const struct disk_config *cfg)
     b->uring = true;
     b->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (b->efd < 0) {
-        log_err("--disk %s: eventfd: %s", cfg->path, strerror(errno));
-        return -errno;
+        err = -errno; /* log_err may change errno (isatty) */
+        log_err("--disk %s: eventfd: %s", cfg->path, strerror(-err));
+        return err;
     }
     err = io_uring_register_eventfd(&b->ring, b->efd);
     if (err < 0) {
