@@ -433,6 +433,15 @@ static int find_devices(struct snapshot *s, char *err, size_t n)
     return 0;
 }
 
+/* A message is one line: what the file held (a field name, a device's name) may have control
+ * bytes, which it shows as '?'. */
+static void one_line(char *msg)
+{
+    for (char *c = msg; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
+}
+
 int snapshot_decode(struct snapshot **out, const uint8_t *buf, size_t len, char *err, size_t errlen)
 {
     struct snapshot *s = calloc(1, sizeof(*s));
@@ -457,6 +466,8 @@ int snapshot_decode(struct snapshot **out, const uint8_t *buf, size_t len, char 
     if (!r)
         r = find_devices(s, err, errlen);
     if (r) {
+        if (errlen)
+            one_line(err);
         snapshot_free(s);
         return -EINVAL;
     }
@@ -683,8 +694,10 @@ static int restore_section(const struct snapshot *s, const struct snap_section *
     int err;
 
     snap_reader_init(&r, sec);
+    why[0] = '\0';
     err = fn(dev, &r, why, sizeof(why));
     if (err) {
+        one_line(why);
         snap_section_name(sec->tag, sec->instance, name, sizeof(name));
         log_err("snapshot %s: section %s: %s", s->dir, name, why);
     }
