@@ -2,7 +2,11 @@
 #include "ged.h"
 #include "acpi.h"
 #include "bus.h"
+#include "snapshot_format.h"
 #include "vm.h"
+
+#include <errno.h>
+#include <stdio.h>
 
 static void ged_read(void *opaque, uint64_t offset, uint8_t *data, uint32_t len)
 {
@@ -45,4 +49,23 @@ int ged_power_button(struct ged *g)
     if (!err)
         g->presses++;
     return err;
+}
+
+/* ---- snapshots: events the guest has not read yet ---- */
+
+void ged_save(struct ged *g, struct snap_buf *b)
+{
+    snap_put_u32(b, atomic_load(&g->pending));
+}
+
+int ged_restore(struct ged *g, struct snap_reader *r, char *err, size_t errlen)
+{
+    uint32_t pending = snap_get_u32(r);
+
+    if (!snap_reader_done(r) || (pending & ~(uint32_t)ACPI_GED_EVT_PWR_BUTTON)) {
+        snprintf(err, errlen, "%s", r->bad ? "truncated" : "unknown events or extra bytes");
+        return -EINVAL;
+    }
+    atomic_store(&g->pending, pending);
+    return 0;
 }

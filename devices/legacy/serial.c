@@ -1,7 +1,10 @@
 /* 8250/16550A UART on COM1: transmit to the console, receive from stdin, interrupts. */
 #include "devices.h"
 #include "log.h"
+#include "snapshot_format.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -225,4 +228,66 @@ int serial_init(struct serial *s, struct vm *vm, struct console *con, uint16_t p
     con->input_room = serial_input_room;
     con->input_opaque = s;
     return bus_register(&vm->pio, port, 8, &serial_ops, s, "serial");
+}
+
+/* ---- snapshots ---- */
+
+void serial_save(struct serial *s, struct snap_buf *b)
+{
+    unsigned n;
+
+    pthread_mutex_lock(&s->lock);
+    n = rx_count(s);
+    snap_put_u8(b, s->ier);
+    snap_put_u8(b, s->iir);
+    snap_put_u8(b, s->lcr);
+    snap_put_u8(b, s->mcr);
+    snap_put_u8(b, s->msr);
+    snap_put_u8(b, s->scr);
+    snap_put_u8(b, s->dll);
+    snap_put_u8(b, s->dlm);
+    snap_put_u8(b, s->fcr);
+    snap_put_u8(b, (uint8_t)s->thri_pending);
+    snap_put_u8(b, (uint8_t)s->irq_level);
+    snap_put_u32(b, n);
+    for (unsigned i = 0; i < n; i++)
+        snap_put_u8(b, s->rx[(s->rx_tail + i) % SERIAL_RX_SIZE]);
+    pthread_mutex_unlock(&s->lock);
+}
+
+int serial_restore(struct serial *s, struct snap_reader *r, char *err, size_t errlen)
+{
+    uint8_t reg[9], thri, level;
+    const uint8_t *rx;
+    uint32_t n;
+
+    snap_get_bytes(r, reg, sizeof(reg));
+    thri = snap_get_u8(r);
+    level = snap_get_u8(r);
+    n = snap_get_u32(r);
+    if (n > SERIAL_RX_SIZE) {
+        snprintf(err, errlen, "%u bytes of input queued, the FIFO holds %d", n, SERIAL_RX_SIZE);
+        return -EINVAL;
+    }
+    rx = snap_get_ptr(r, n);
+    if (!snap_reader_done(r) || thri > 1 || level > 1 ||
+        (reg[1] != UART_IIR_NO_INT && reg[1] != UART_IIR_THRI && reg[1] != UART_IIR_RDI)) {
+        snprintf(err, errlen, "%s", r->bad ? "truncated" : "bad register values or extra bytes");
+        return -EINVAL;
+    }
+    s->ier = reg[0] & 0x0f;
+    s->iir = reg[1];
+    s->lcr = reg[2];
+    s->mcr = reg[3] & 0x1f;
+    s->msr = reg[4];
+    s->scr = reg[5];
+    s->dll = reg[6];
+    s->dlm = reg[7];
+    s->fcr = reg[8];
+    s->thri_pending = thri;
+    s->irq_level = level;
+    s->rx_tail = 0;
+    s->rx_head = n;
+    memcpy(s->rx, rx, n);
+    return 0;
 }

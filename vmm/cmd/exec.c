@@ -1,6 +1,7 @@
 /* `ember exec`: a throwaway microVM for one command: spec, streams, images, jail, exit code. */
 #include "exec.h"
 #include "exec_io.h"
+#include "exec_snapshot.h"
 #include "exitcode.h"
 #include "jail.h"
 #include "log.h"
@@ -13,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef EMBER_IMAGES_DEFAULT
@@ -22,7 +25,11 @@
 #define NOBODY 65534
 
 /* The command spec the guest init reads from the stdin port: "EMBX", a little-endian length,
- * then NUL-terminated entries: a<arg> e<K=V> w<dir> r (overlay root) c (copy-in) n (net). */
+ * then NUL-terminated entries: a<arg> e<K=V> w<dir> r<bytes> (overlay root disk of that size)
+ * c<bytes> (copy-in disk) n (net) m<MAC> (eth0's address) s<hex> (entropy for the guest's
+ * random number generator) t<sec.nsec> (the time; restored VMs only). A restored guest's
+ * disks may have changed size and content since the snapshot: the sizes let it wait for
+ * the new one. */
 struct spec {
     uint8_t *buf;
     size_t len, cap;
@@ -46,8 +53,31 @@ static int spec_add(struct spec *s, char kind, const char *val)
     return 0;
 }
 
-static int build_spec(const struct exec_config *x, struct spec *s)
+static long long file_size(const char *path)
 {
+    struct stat st;
+
+    return stat(path, &st) == 0 ? (long long)st.st_size : 0;
+}
+
+/* Entropy of the host's for this VM alone: a restored guest reseeds with it, so clones of one
+ * snapshot do not share their random numbers. */
+static int add_seed(struct spec *s)
+{
+    uint8_t seed[32];
+    char hex[2 * sizeof(seed) + 1];
+
+    if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+        return -EIO;
+    for (size_t i = 0; i < sizeof(seed); i++)
+        snprintf(hex + 2 * i, 3, "%02x", seed[i]);
+    return spec_add(s, 's', hex);
+}
+
+static int build_spec(const struct exec_config *x, const char *copyin, struct spec *s)
+{
+    const struct vm_config *cfg = &x->vm;
+    char val[64];
     uint32_t body;
     int err = 0;
 
@@ -62,14 +92,32 @@ static int build_spec(const struct exec_config *x, struct spec *s)
         err = spec_add(s, 'e', x->env[i]);
     if (!err && x->workdir)
         err = spec_add(s, 'w', x->workdir);
+    snprintf(val, sizeof(val), "%lld", x->rootfs ? file_size(x->rootfs) : 0);
     if (!err && x->rootfs)
-        err = spec_add(s, 'r', "");
-    if (!err && x->nr_copy_in)
-        err = spec_add(s, 'c', "");
-    if (!err && x->net_user)
+        err = spec_add(s, 'r', val);
+    snprintf(val, sizeof(val), "%lld", copyin ? file_size(copyin) : 0);
+    if (!err && copyin)
+        err = spec_add(s, 'c', val);
+    if (!err && x->net_user) {
+        const uint8_t *m = cfg->net[0].mac;
+
+        snprintf(val, sizeof(val), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4],
+                 m[5]);
         err = spec_add(s, 'n', "");
+        if (!err)
+            err = spec_add(s, 'm', val);
+    }
+    if (!err)
+        err = add_seed(s);
+    if (!err && cfg->snap) {
+        struct timespec now;
+
+        clock_gettime(CLOCK_REALTIME, &now);
+        snprintf(val, sizeof(val), "%lld.%09ld", (long long)now.tv_sec, now.tv_nsec);
+        err = spec_add(s, 't', val);
+    }
     if (err) {
-        log_err("exec: out of memory");
+        log_err("exec: %s", err == -EIO ? "no entropy from getrandom" : "out of memory");
         return err;
     }
     if (s->len - 8 > (1 << 20)) {
@@ -80,6 +128,17 @@ static int build_spec(const struct exec_config *x, struct spec *s)
     memcpy(s->buf, "EMBX", 4);
     memcpy(s->buf + 4, &body, 4);
     return 0;
+}
+
+/* With --net user, eth0 gets an address of its own: a clone's differs from the snapshot's. */
+static void random_mac(struct net_config *n)
+{
+    n->mac[0] = 0x52;
+    n->mac[1] = 0x54;
+    n->mac[2] = 0x00;
+    if (getrandom(n->mac + 3, 3, GRND_NONBLOCK) != 3)
+        n->mac[3] = (uint8_t)getpid();
+    n->mac_set = 1;
 }
 
 /* A stream of our own for stdout/stderr that never blocks (outstream.h). */
@@ -198,19 +257,18 @@ int ember_exec(struct exec_config *x, const struct timespec *start)
                          .err.fd = -1,
                          .stop_reason = STOP_NONE,
                          .guest_status = -1};
+    static struct exec_cache cache;
     struct spec spec = {0};
     char image[PATH_MAX] = "", jaildir[PATH_MAX] = "";
     int code = EXIT_VMM_ERROR;
 
+    cache.staging[0] = '\0';
     default_images(cfg);
     cfg->console = CONSOLE_KIND_NONE; /* kernel messages stay out of CMD's streams */
     cfg->cmdline = "ember.exec=1";
     cfg->on_reboot = ON_REBOOT_EXIT;
     cfg->exec = &io;
-    if (build_spec(x, &spec))
-        goto out;
-    io.spec = spec.buf;
-    io.spec_len = spec.len;
+    cfg->given = ~0ULL; /* a snapshot must fit this machine exactly */
     io.timeout_s = x->timeout_s;
     if (x->timeout_s) {
         io.deadline = *start;
@@ -229,8 +287,18 @@ int ember_exec(struct exec_config *x, const struct timespec *start)
         if (add_disk(cfg, image, "ember-copyin"))
             goto out;
     }
-    if (x->net_user)
-        cfg->net[cfg->nr_nets++] = x->net; /* host-loopback only when asked for */
+    if (x->net_user) {
+        cfg->net[cfg->nr_nets] = x->net; /* host-loopback only when asked for */
+        if (!cfg->net[cfg->nr_nets].mac_set)
+            random_mac(&cfg->net[cfg->nr_nets]);
+        cfg->nr_nets++;
+    }
+    if (!x->no_snapshot)
+        exec_cache_prepare(x, &cache);
+    if (build_spec(x, image[0] ? image : NULL, &spec))
+        goto out;
+    io.spec = spec.buf;
+    io.spec_len = spec.len;
     if (choose_jail(x, jaildir, sizeof(jaildir))) {
         code = EXIT_USAGE;
         goto out;
@@ -242,6 +310,7 @@ int ember_exec(struct exec_config *x, const struct timespec *start)
     out_stream_close(&io.err);
 out:
     if (jail_signal_fd() < 0) { /* the jailed child leaves this to the supervisor */
+        exec_cache_finish(&cache);
         if (image[0])
             unlink(image);
         if (jaildir[0])

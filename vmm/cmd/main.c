@@ -4,6 +4,7 @@
 #include "exitcode.h"
 #include "log.h"
 #include "run.h"
+#include "snapshot_cli.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@ static void usage(FILE *f)
                "Commands:\n"
                "  run       boot a Linux kernel in a microVM (ember run --help)\n"
                "  exec      run one command in a throwaway microVM (ember exec --help)\n"
+               "  snapshot  save a running VM through its control socket (ember snapshot --help)\n"
                "  version   print ember's version\n"
                "  help      this help\n");
 }
@@ -58,6 +60,8 @@ int main(int argc, char **argv)
             return EXIT_USAGE;
         return ember_exec(&x, &start);
     }
+    if (!strcmp(argv[1], "snapshot"))
+        return ember_snapshot(argc - 1, argv + 1);
     if (strcmp(argv[1], "run") != 0) {
         log_err("unknown command '%s' (see ember --help)", argv[1]);
         return EXIT_USAGE;

@@ -15,6 +15,9 @@
 #include "jail.h"
 #include "log.h"
 #include "sandbox.h"
+#include "snapshot.h"
+#include "snapshot_mem.h"
+#include "snapshot_run.h"
 #include "virtio_devices.h"
 #include "vm.h"
 
@@ -36,6 +39,7 @@
 #define EXIT_FLUSH_MS 5000
 _Static_assert(MAX_VIRTIO <= VIRTIO_IRQ_LAST - VIRTIO_IRQ_FIRST + 1, "one GSI per device");
 _Static_assert(MAX_VIRTIO <= ACPI_MAX_VIRTIO, "every device in the DSDT");
+_Static_assert(MAX_VIRTIO <= SNAP_MAX_VIRTIO, "every device in a snapshot");
 
 struct machine {
     const struct vm_config *cfg;
@@ -61,7 +65,12 @@ struct machine {
     int prelaunch_signal;       /* a stop signal that came before the VM was built */
     int sandboxed;              /* privileges dropped and the loop's seccomp filter in (once) */
     struct loop_handler h_jail; /* signals relayed by the jail's supervisor */
+    struct snap_runner snap;    /* a snapshot being saved (snapshot-save, exec's ready state) */
+    int snap_restored;          /* the snapshot in cfg->snap was used: later builds boot */
+    enum { EXEC_SNAP_NONE, EXEC_SNAP_WANTED, EXEC_SNAP_PAUSING, EXEC_SNAP_SAVING } exec_snap;
 };
+
+static struct snap_parts parts(struct machine *m);
 
 /* ---- event loop handlers ---- */
 
@@ -136,11 +145,56 @@ static void pump_input(struct machine *m)
     }
 }
 
+/* ---- `ember exec`'s ready snapshot: the guest waits for its command; save it once ---- */
+
+static void exec_saved(void *opaque, int err, const char *why)
+{
+    struct machine *m = opaque;
+
+    if (!err)
+        m->cfg->snap_out->saved = 1;
+    else if (err != -ECANCELED)
+        log_warn("exec: the ready snapshot was not saved (%s); the next exec boots afresh",
+                 why[0] ? why : strerror(-err));
+    m->exec_snap = EXEC_SNAP_NONE;
+    vm_resume(&m->vm);
+    exec_io_release(m->cfg->exec); /* now the command goes to the guest */
+}
+
+static void exec_save(struct machine *m)
+{
+    struct snap_parts p = parts(m);
+    int err;
+
+    m->exec_snap = EXEC_SNAP_SAVING;
+    err = snap_runner_start(&m->snap, &p, m->cfg->snap_out->state_fd, m->cfg->snap_out->mem_fd,
+                            exec_saved, m);
+    if (err)
+        exec_saved(m, err, "");
+}
+
+/* The exec ports saw the guest open its stdin (a device callback: no device work here). */
+static void on_exec_ready(void *opaque)
+{
+    struct machine *m = opaque;
+    uint64_t one = 1;
+
+    if (m->exec_snap != EXEC_SNAP_WANTED)
+        return;
+    m->exec_snap = EXEC_SNAP_PAUSING;
+    vm_pause(&m->vm);
+    (void)!write(m->vm.wake_fd, &one, sizeof(one)); /* on_vm_wake checks the pause */
+}
+
 static void on_vm_wake(struct loop_handler *h, uint32_t events)
 {
+    struct machine *m = container_of(h, struct machine, h_vm_wake);
+
     (void)events;
     drain_eventfd(h->fd);
-    control_wake(container_of(h, struct machine, h_vm_wake)->ctl);
+    if (m->exec_snap == EXEC_SNAP_PAUSING && vm_all_paused(&m->vm))
+        exec_save(m);
+    control_wake(m->ctl);
 }
 
 static void on_dev_wake(struct loop_handler *h, uint32_t events)
@@ -200,6 +254,12 @@ static void on_jail_signal(struct loop_handler *h, uint32_t events)
 
 /* ---- building the machine ---- */
 
+static struct snap_parts parts(struct machine *m)
+{
+    return (struct snap_parts){&m->vm,    &m->serial,   &m->ctrl, &m->ged,
+                               m->virtio, m->nr_virtio, m->cfg};
+}
+
 static int setup_acpi(struct machine *m)
 {
     struct acpi_mmio_dev vdev[MAX_VIRTIO];
@@ -249,6 +309,8 @@ static int setup_devices(struct machine *m)
         err = acpi_pm_init(vm, ACPI_SLEEP_CTL_PORT, ACPI_SLEEP_STS_PORT);
     if (!err)
         err = ctrl_page_init(&m->ctrl, vm, m->cfg->boot_timer, &m->start_wall);
+    if (!err) /* exec's output still queued in the guest is written out after the stop */
+        m->ctrl.stop_on_status = m->cfg->exec != NULL;
     if (!err)
         err = ged_init(&m->ged, vm, GED_GPA, GED_IRQ);
     if (err)
@@ -362,13 +424,30 @@ static int setup_kernel(struct machine *m)
     return load_kernel(&m->vm.mem, &lp, &m->vm.boot);
 }
 
+/* A snapshot's machine: the devices get its state, the vCPUs and VM theirs; no kernel, no
+ * ACPI tables (guest memory holds them). A snapshot that does not fit is the user's input. */
+static int restore_vm(struct machine *m, const struct snapshot *snap)
+{
+    struct snap_parts p = parts(m);
+
+    if (snapshot_restore_devices(snap, &p))
+        return EXIT_USAGE;
+    if (vm_open_vcpus(&m->vm))
+        return EXIT_VMM_ERROR;
+    if (snapshot_restore_cpus(snap, &m->vm))
+        return EXIT_USAGE;
+    return 0;
+}
+
 /* Returns 0, or the exit code: EXIT_USAGE when the user's input (kernel, initrd, command
- * line, a device option) is at fault, EXIT_VMM_ERROR when the host is. */
+ * line, a device option, a snapshot) is at fault, EXIT_VMM_ERROR when the host is. */
 static int build_vm(struct machine *m)
 {
+    struct snapshot *snap = m->snap_restored ? NULL : m->cfg->snap;
     int code = EXIT_VMM_ERROR, err;
 
-    if (vm_create(&m->vm, m->kvm_fd, m->cfg->memory, m->cfg->cpus, m->cfg->hugepages))
+    if (vm_create(&m->vm, m->kvm_fd, m->cfg->memory, m->cfg->cpus, m->cfg->hugepages,
+                  snap ? snapshot_memory_fd(snap) : -1))
         return code;
     m->vm.boot_timer = m->cfg->boot_timer;
     m->vm.start_wall = m->start_wall;
@@ -378,17 +457,28 @@ static int build_vm(struct machine *m)
     if (code)
         goto fail;
     code = EXIT_VMM_ERROR;
-    if (setup_acpi(m))
-        goto fail;
-    err = setup_kernel(m);
-    if (err) {
-        code = build_failure_code(err);
-        goto fail;
+    if (snap) {
+        code = restore_vm(m, snap);
+        if (code && m->cfg->exec) {
+            snapshot_discard(snap); /* the cache's: the next exec makes a new one */
+            log_err("exec: run the command again, or pass --no-snapshot");
+        }
+        if (code)
+            goto fail;
+        m->snap_restored = 1;
+    } else {
+        if (setup_acpi(m))
+            goto fail;
+        err = setup_kernel(m);
+        if (err) {
+            code = build_failure_code(err);
+            goto fail;
+        }
+        if (vm_create_vcpus(&m->vm))
+            goto fail;
     }
-    if (vm_create_vcpus(&m->vm))
-        goto fail;
-    control_vm_built(m->ctl,
-                     &(struct machine_view){&m->vm, m->virtio, m->nr_virtio, &m->ged, &m->ctrl});
+    control_vm_built(m->ctl, &(struct machine_view){&m->vm, m->virtio, m->nr_virtio, &m->ged,
+                                                    &m->ctrl, &m->snap, parts(m)});
     return 0;
 fail:
     destroy_virtio(m);
@@ -427,6 +517,8 @@ static int setup_host(struct machine *m)
     if (m->dev_wake_fd < 0)
         return log_errno("eventfd");
     err = loop_init(&m->loop);
+    if (!err)
+        err = snap_runner_init(&m->snap, &m->loop);
     if (err)
         return err;
     err = console_init(&m->con_off, CONSOLE_OFF, m->dev_wake_fd, NULL);
@@ -463,6 +555,7 @@ static int setup_host(struct machine *m)
 
 static void teardown_host(struct machine *m)
 {
+    snap_runner_close(&m->snap);
     console_close(&m->con);
     out_stream_close(&m->stdout_stream); /* not taken: the console never came up */
     loop_close(&m->loop);
@@ -516,6 +609,12 @@ static enum vm_stop_reason run_vm(struct machine *m)
 #endif
     m->h_vm_wake = (struct loop_handler){.fd = m->vm.wake_fd, .fn = on_vm_wake};
     err = loop_add(&m->loop, &m->h_vm_wake, EPOLLIN);
+    if (m->cfg->exec && m->cfg->snap_out && !m->cfg->snap) {
+        m->exec_snap = EXEC_SNAP_WANTED; /* the first boot of these images: save it ready */
+        m->cfg->exec->hold = 1;
+        m->cfg->exec->on_ready = on_exec_ready;
+        m->cfg->exec->ready_opaque = m;
+    }
     if (err || sandbox_before_start(m) || vm_start(&m->vm) || sandbox_after_start(m)) {
         vm_request_stop(&m->vm, STOP_ERROR);
     } else {
@@ -526,6 +625,7 @@ static enum vm_stop_reason run_vm(struct machine *m)
             if (loop_run_once(&m->loop, -1) < 0)
                 vm_request_stop(&m->vm, STOP_ERROR);
     }
+    snap_runner_cancel(&m->snap); /* a save in progress cannot finish without the VM */
     /* Let blocked console writers finish, then stop for good and collect the threads. What is
      * still queued for slow readers (console, the command's streams, the control socket's
      * clients) gets one deadline in all. */
@@ -566,6 +666,12 @@ static int exit_code(const struct machine *m, enum vm_stop_reason r)
     }
 }
 
+/* A snapshot is to be restored by the next build (only the first: a reset boots afresh). */
+static int restore_pending(const struct machine *m)
+{
+    return m->cfg->snap && !m->snap_restored;
+}
+
 /* --api-sock without --kernel: serve the control socket until `cont` (returns -1: build the
  * VM), `quit` (0) or a stop signal (128+n). */
 static int wait_for_start(struct machine *m, enum vm_stop_reason *reason)
@@ -603,13 +709,20 @@ int ember_run(struct vm_config *cfg, const struct timespec *start_wall)
     m->start_wall = *start_wall;
     m->signal_fd = m->dev_wake_fd = m->kvm_fd = -1;
     m->loop.epfd = -1;
+    m->snap.efd = -1;
     m->con.out.fd = m->con.in_fd = -1;
     m->con_off.out.fd = m->con_off.in_fd = -1;
     m->stdout_stream.fd = -1;
     console_terminal_foreground(); /* before the jail hides process groups */
     if (sandbox_prepare(cfg))
         goto out;
-    if (check_file("--kernel", cfg->kernel) || check_file("--initrd", cfg->initrd)) {
+    if (cfg->restore && !cfg->snap &&
+        (snapshot_open(&cfg->snap, cfg->restore) || snapshot_merge_config(cfg->snap, cfg))) {
+        code = EXIT_USAGE;
+        goto out;
+    }
+    if (!cfg->snap &&
+        (check_file("--kernel", cfg->kernel) || check_file("--initrd", cfg->initrd))) {
         code = EXIT_USAGE;
         goto out;
     }
@@ -621,6 +734,8 @@ int ember_run(struct vm_config *cfg, const struct timespec *start_wall)
     /* The supervisor (1) returns the jailed child's code; the child (0) goes on, in the jail. */
     if (jail_enter((struct vm_config *)cfg, &code))
         goto out;
+    if (!cfg->jail.dir && (cfg->api_sock || cfg->snap_out))
+        snap_mem_prepare(); /* a jailed ember did this before /proc went away */
     if (setup_host(m))
         goto out;
     if (control_open(&m->ctl, cfg, &m->loop, start_wall)) {
@@ -629,6 +744,8 @@ int ember_run(struct vm_config *cfg, const struct timespec *start_wall)
     }
     if (m->ctl) /* system_reset builds the VM again; blockdev-change-medium opens files */
         sandbox_allow_rebuild(1);
+    if (m->ctl || cfg->snap_out) /* snapshot-save, exec's ready snapshot */
+        sandbox_allow_snapshot(1);
     for (;;) {
         if (control_prelaunch(m->ctl)) {
             code = wait_for_start(m, &reason);
@@ -638,7 +755,9 @@ int ember_run(struct vm_config *cfg, const struct timespec *start_wall)
         control_build_begin(m->ctl);
         if (m->kvm_fd < 0)
             m->kvm_fd = kvm_open();
-        code = m->kvm_fd < 0 ? EXIT_VMM_ERROR : build_vm(m);
+        code = m->kvm_fd < 0 ? EXIT_VMM_ERROR : EXIT_USAGE;
+        if (m->kvm_fd >= 0 && (!restore_pending(m) || snapshot_merge_config(cfg->snap, cfg) == 0))
+            code = build_vm(m);
         if (code && control_build_failed(m->ctl))
             continue; /* `cont` got the error; wait for configuration again */
         if (code)
@@ -671,5 +790,7 @@ out:
         close(m->kvm_fd);
     teardown_host(m);
     free(m);
+    snapshot_free(cfg->snap);
+    cfg->snap = NULL;
     return code;
 }

@@ -126,6 +126,10 @@ void cli_usage_run(void)
            "  --config FILE          these flags as one JSON document, e.g. {\"cpus\": 2,\n"
            "                         \"disk\": [\"a.img,ro\"], \"args\": [\"sh\"]}; later flags "
            "win\n"
+           "  --restore DIR          start from a snapshot (snapshot-save on the control\n"
+           "                         socket) instead of booting: the machine is the saved one;\n"
+           "                         --disk and --net, if given, replace its disks and\n"
+           "                         networks one for one (fresh slirp, new MAC by default)\n"
            "  -h, --help             this help\n"
            "\n"
            "On a terminal, Ctrl-a x quits and Ctrl-a Ctrl-a sends Ctrl-a.\n"
@@ -154,6 +158,7 @@ enum {
     OPT_NO_RNG,
     OPT_API_SOCK,
     OPT_CONFIG,
+    OPT_RESTORE,
 };
 
 static const struct option run_options[] = {
@@ -172,6 +177,7 @@ static const struct option run_options[] = {
         {"no-rng", no_argument, NULL, OPT_NO_RNG},
         {"api-sock", required_argument, NULL, OPT_API_SOCK},
         {"config", required_argument, NULL, OPT_CONFIG},
+        {"restore", required_argument, NULL, OPT_RESTORE},
         CLI_SANDBOX_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -190,7 +196,12 @@ static int parse_one(int opt, const char *arg, struct vm_config *cfg)
 
     if (opt >= OPT_SANDBOX_FIRST && opt <= OPT_SANDBOX_LAST)
         return cli_sandbox_option(opt, arg, cfg);
+    if (opt >= OPT_KERNEL && opt <= OPT_RESTORE)
+        cfg->given |= 1ULL << (opt - OPT_KERNEL);
     switch (opt) {
+    case OPT_RESTORE:
+        cfg->restore = arg;
+        return 0;
     case OPT_KERNEL:
         cfg->kernel = arg;
         return 0;
@@ -282,6 +293,14 @@ int cli_flag_kind(const char *name)
     return -1;
 }
 
+int cli_flag_given(const struct vm_config *cfg, const char *name)
+{
+    for (const struct option *o = run_options; o->name; o++)
+        if (strcmp(o->name, name) == 0 && o->val >= OPT_KERNEL && o->val <= OPT_RESTORE)
+            return (cfg->given >> (o->val - OPT_KERNEL)) & 1;
+    return 0;
+}
+
 int cli_apply_flag(struct vm_config *cfg, const char *name, const char *value)
 {
     for (const struct option *o = run_options; o->name; o++) {
@@ -331,9 +350,9 @@ int cli_parse_run(int argc, char **argv, struct vm_config *cfg)
         cfg->init_args = &argv[optind];
         cfg->nr_init_args = argc - optind;
     }
-    if (!cfg->kernel && !cfg->api_sock) {
-        log_err("--kernel is required, or --api-sock to configure the VM over the control "
-                "socket (see ember run --help)");
+    if (!cfg->kernel && !cfg->api_sock && !cfg->restore) {
+        log_err("--kernel is required, or --restore DIR to start from a snapshot, or "
+                "--api-sock to configure the VM over the control socket (see ember run --help)");
         return -EINVAL;
     }
     return 0;

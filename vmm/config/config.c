@@ -79,9 +79,14 @@ void config_revert(struct vm_config *cfg, const struct vm_config *before)
 /* Whether p is one of the strings (or the argument vector) the configuration points at. */
 static int referenced(const struct vm_config *cfg, const void *p)
 {
-    const char *const strings[] = {
-            cfg->kernel,   cfg->initrd,     cfg->cmdline,           cfg->api_sock,
-            cfg->jail.dir, cfg->jail.netns, cfg->jail.cgroup_parent};
+    const char *const strings[] = {cfg->kernel,
+                                   cfg->initrd,
+                                   cfg->cmdline,
+                                   cfg->api_sock,
+                                   cfg->jail.dir,
+                                   cfg->jail.netns,
+                                   cfg->jail.cgroup_parent,
+                                   cfg->restore};
 
     for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
         if (strings[i] == p)
@@ -336,40 +341,55 @@ out:
     return buf;
 }
 
-int config_load_file(struct vm_config *cfg, const char *path)
+int config_apply_text(struct vm_config *cfg, const char *text, size_t len,
+                      const char *const *allowed, char *err, size_t errlen)
 {
     json_tokener *tok = json_tokener_new_ex(32);
     json_object *doc = NULL;
+    size_t end;
+    int r = -EINVAL;
+
+    if (!tok || len > INT32_MAX) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    doc = json_tokener_parse_ex(tok, text, (int)len);
+    if (json_tokener_get_error(tok) != json_tokener_success) {
+        enum json_tokener_error e = json_tokener_get_error(tok);
+
+        snprintf(err, errlen, "not valid JSON at byte %zu: %s", json_tokener_get_parse_end(tok),
+                 e == json_tokener_continue ? "unexpected end of file"
+                                            : json_tokener_error_desc(e));
+        goto out;
+    }
+    end = json_tokener_get_parse_end(tok);
+    while (end < len && strchr(" \t\r\n", text[end]) && text[end])
+        end++;
+    if (end < len) {
+        snprintf(err, errlen, "text after the JSON document at byte %zu",
+                 json_tokener_get_parse_end(tok));
+        goto out;
+    }
+    r = config_apply_json(cfg, doc, allowed, err, errlen);
+out:
+    json_object_put(doc);
+    if (tok)
+        json_tokener_free(tok);
+    return r;
+}
+
+int config_load_file(struct vm_config *cfg, const char *path)
+{
     char err[512];
     size_t len = 0;
     char *text = read_file(path, &len);
     int r = -EINVAL;
 
-    if (!text || !tok)
-        goto out;
-    doc = json_tokener_parse_ex(tok, text, (int)len);
-    if (json_tokener_get_error(tok) != json_tokener_success) {
-        enum json_tokener_error e = json_tokener_get_error(tok);
-
-        log_err("--config %s: not valid JSON at byte %zu: %s", path,
-                json_tokener_get_parse_end(tok),
-                e == json_tokener_continue ? "unexpected end of file" : json_tokener_error_desc(e));
-        goto out;
-    }
-    if (json_tokener_get_parse_end(tok) < len &&
-        text[json_tokener_get_parse_end(tok) +
-             strspn(text + json_tokener_get_parse_end(tok), " \t\r\n")] != '\0') {
-        log_err("--config %s: text after the JSON document at byte %zu", path,
-                json_tokener_get_parse_end(tok));
-        goto out;
-    }
-    r = config_apply_json(cfg, doc, NULL, err, sizeof(err));
+    if (!text)
+        return r;
+    r = config_apply_text(cfg, text, len, NULL, err, sizeof(err));
     if (r)
         log_err("--config %s: %s", path, err);
-out:
-    json_object_put(doc);
-    if (tok)
-        json_tokener_free(tok);
     free(text);
     return r;
 }

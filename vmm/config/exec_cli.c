@@ -34,6 +34,10 @@ static void usage(void)
            "                         guest kernel and initramfs (default: EMBER_IMAGES_DIR or\n"
            "                         the build's guest-images/out)\n"
            "  --no-jail              do not jail ember (it jails itself by default when root)\n"
+           "  --no-snapshot          boot the VM instead of restoring the cached snapshot of\n"
+           "                         these images waiting for a command (the first exec of\n"
+           "                         them boots and saves it; EMBER_CACHE_DIR, else\n"
+           "                         ~/.cache/ember, holds it)\n"
            "  -h, --help             this help\n"
            "\n"
            "Exit codes: CMD's status; 123 forbidden system call in ember; 124 --timeout;\n"
@@ -53,6 +57,7 @@ enum {
     X_KERNEL,
     X_INITRD,
     X_NO_JAIL,
+    X_NO_SNAPSHOT,
 };
 
 static const struct option exec_options[] = {
@@ -67,6 +72,7 @@ static const struct option exec_options[] = {
         {"kernel", required_argument, NULL, X_KERNEL},
         {"initrd", required_argument, NULL, X_INITRD},
         {"no-jail", no_argument, NULL, X_NO_JAIL},
+        {"no-snapshot", no_argument, NULL, X_NO_SNAPSHOT},
         CLI_SANDBOX_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -137,6 +143,9 @@ static int parse_one(int opt, const char *arg, struct exec_config *x)
         return cli_apply_flag(&x->vm, "initrd", arg);
     case X_NO_JAIL:
         x->no_jail = 1;
+        return 0;
+    case X_NO_SNAPSHOT:
+        x->no_snapshot = 1;
         return 0;
     }
     return -EINVAL;

@@ -49,7 +49,8 @@ int control_open(struct control **out, struct vm_config *cfg, struct loop *loop,
     c->cfg = cfg;
     c->start_wall = *start_wall;
     c->statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC); /* -1: no RSS metric */
-    c->state = cfg->kernel ? CTL_RUNNING : CTL_PRELAUNCH;
+    c->snap_state_fd = c->snap_mem_fd = -1;
+    c->state = cfg->kernel || cfg->restore ? CTL_RUNNING : CTL_PRELAUNCH;
     c->qmp = qmp_server_new(control_dispatch, c, control_version_object());
     if (!c->qmp) {
         control_close(c, 0);

@@ -6,6 +6,8 @@
 #include "hostfile.h"
 #include "log.h"
 #include "qmp.h"
+#include "snapshot.h"
+#include "snapshot_run.h"
 #include "virtio.h"
 #include "virtio_devices.h"
 
@@ -334,7 +336,7 @@ static const char *const configurable[] = {
         "kernel",    "initrd", "cmdline",   "no-default-cmdline",
         "cpus",      "memory", "hugepages", "console",
         "disk",      "net",    "no-rng",    "boot-timer",
-        "on-reboot", "args",   NULL,
+        "on-reboot", "args",   "restore",   NULL,
 };
 
 /* A kernel or initrd must be a readable regular file, said now rather than at `cont`. */
@@ -365,6 +367,24 @@ static int check_disk(struct qmp_request *req, const struct disk_config *d)
     return 0;
 }
 
+/* `restore`: read and check the snapshot now, so a bad one is reported here and not at cont. */
+static int open_snapshot(struct control *c, struct qmp_request *req)
+{
+    char text[QMP_DESC_MAX];
+    struct snapshot *s;
+
+    log_capture(text, sizeof(text));
+    if (snapshot_open(&s, c->cfg->restore)) {
+        log_capture(NULL, 0);
+        qmp_error(req, NULL, "field 'restore': %s", text);
+        return -1;
+    }
+    log_capture(NULL, 0);
+    snapshot_free(c->cfg->snap);
+    c->cfg->snap = s;
+    return 0;
+}
+
 static enum qmp_result cmd_configure(struct control *c, struct qmp_request *req)
 {
     struct vm_config *before = malloc(sizeof(*before));
@@ -384,6 +404,8 @@ static enum qmp_result cmd_configure(struct control *c, struct qmp_request *req)
         bad = check_file(req, "initrd", c->cfg->initrd);
     for (int i = 0; !bad && i < c->cfg->nr_disks; i++)
         bad = check_disk(req, &c->cfg->disk[i]);
+    if (!bad && c->cfg->restore != before->restore)
+        bad = open_snapshot(c, req);
     if (bad)
         config_revert(c->cfg, before); /* nothing of the refused request is kept */
     else
@@ -419,9 +441,10 @@ static enum qmp_result cmd_cont(struct control *c, struct qmp_request *req)
     if (c->state == CTL_PRELAUNCH) {
         if (c->start_requested)
             return qmp_defer(req, "cont");
-        if (!c->cfg->kernel)
+        if (!c->cfg->kernel && !c->cfg->snap)
             return qmp_error(req, NULL,
-                             "no kernel configured; send configure with {\"kernel\": PATH} first");
+                             "no kernel configured; send configure with {\"kernel\": PATH} (or "
+                             "{\"restore\": DIR}) first");
         c->start_requested = 1;
         return qmp_defer(req, "cont");
     }
@@ -511,7 +534,70 @@ static enum qmp_result cmd_change_medium(struct control *c, struct qmp_request *
     return QMP_OK;
 }
 
+/* ---- snapshots ---- */
+
+static void remove_snapshot_dir(const char *dir)
+{
+    char path[4200];
+
+    snprintf(path, sizeof(path), "%s/" SNAP_STATE_FILE, dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/" SNAP_MEMORY_FILE, dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+static void snapshot_done(void *opaque, int err, const char *why)
+{
+    struct control *c = opaque;
+    char desc[QMP_DESC_MAX];
+
+    close(c->snap_state_fd);
+    close(c->snap_mem_fd);
+    c->snap_state_fd = c->snap_mem_fd = -1;
+    if (err) {
+        remove_snapshot_dir(c->snap_dir);
+        snprintf(desc, sizeof(desc), "snapshot-save: %s",
+                 err == -ECANCELED ? "the VM stopped before the snapshot was complete"
+                                   : (why[0] ? why : strerror(-err)));
+    }
+    qmp_complete(c->qmp, "snapshot-save", NULL, err ? desc : NULL);
+}
+
+static enum qmp_result cmd_snapshot_save(struct control *c, struct qmp_request *req)
+{
+    const char *dir = arg_str(req, "dir");
+    char text[QMP_DESC_MAX];
+    int err;
+
+    if (c->state != CTL_PAUSED || c->paused_wanted)
+        return qmp_error(req, NULL, "'snapshot-save' needs a paused VM; send 'stop' first");
+    if (snap_runner_busy(c->mv.snap))
+        return qmp_error(req, NULL, "a snapshot is being saved already");
+    if (strlen(dir) >= sizeof(c->snap_dir) - 16)
+        return qmp_error(req, NULL, "dir is longer than %zu bytes", sizeof(c->snap_dir) - 17);
+    snprintf(c->snap_dir, sizeof(c->snap_dir), "%s", dir);
+    log_capture(text, sizeof(text));
+    err = snapshot_create_dir(dir, &c->snap_state_fd, &c->snap_mem_fd);
+    if (!err) {
+        err = snap_runner_start(c->mv.snap, &c->mv.parts, c->snap_state_fd, c->snap_mem_fd,
+                                snapshot_done, c);
+        if (err) {
+            close(c->snap_state_fd);
+            close(c->snap_mem_fd);
+            c->snap_state_fd = c->snap_mem_fd = -1;
+            remove_snapshot_dir(dir);
+        }
+    }
+    log_capture(NULL, 0);
+    if (err)
+        return qmp_error(req, NULL, "%s", text[0] ? text : strerror(-err));
+    return qmp_defer(req, "snapshot-save");
+}
+
 /* ---- the table ---- */
+
+static const char *const args_snapshot_save[] = {"dir:s", NULL};
 
 static const char *const args_change_medium[] = {
         "?device:s", "?id:s", "filename:s", "?format:s", "?read-only-mode:s", "?force:b", NULL,
@@ -531,6 +617,7 @@ static const struct command commands[] = {
         {"system_powerdown", cmd_system_powerdown, ST_VM, NULL},
         {"system_reset", cmd_system_reset, ST_VM, NULL},
         {"blockdev-change-medium", cmd_change_medium, ST_VM, args_change_medium},
+        {"snapshot-save", cmd_snapshot_save, ST_VM, args_snapshot_save},
         {"quit", cmd_quit, ST_PRE | ST_VM, NULL},
 };
 
@@ -583,5 +670,10 @@ enum qmp_result control_dispatch(void *opaque, struct qmp_request *req)
     }
     if (cmd->states != ST_ANY && (c->state == CTL_RUNNING || c->state == CTL_PAUSED) && !c->mv.vm)
         return qmp_error(req, NULL, "'%s': the VM is being rebuilt; try again", cmd->name);
+    if (c->mv.vm && snap_runner_busy(c->mv.snap) && cmd->fn != cmd_quit && cmd->states != ST_ANY &&
+        cmd->fn != cmd_query_cpus_fast)
+        return qmp_error(req, NULL,
+                         "'%s': a snapshot is being saved; wait until snapshot-save returns",
+                         cmd->name);
     return cmd->fn(c, req);
 }

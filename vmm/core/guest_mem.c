@@ -1,4 +1,5 @@
-/* Guest RAM: one anonymous mapping split around the MMIO hole, and its checked accessor. */
+/* Guest RAM: one mapping (anonymous, or a snapshot's memory file copy-on-write) split around
+ * the MMIO hole, and its checked accessor. */
 #include "guest_mem.h"
 #include "layout.h"
 
@@ -6,9 +7,10 @@
 #include <string.h>
 #include <sys/mman.h>
 
-int guest_mem_init(struct guest_mem *gm, uint64_t ram_size, int hugepages)
+/* Anonymous RAM (fd < 0), or a private copy-on-write mapping of a snapshot's memory file. */
+static int map_ram(struct guest_mem *gm, uint64_t ram_size, int hugepages, int fd)
 {
-    int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+    int flags = MAP_PRIVATE | MAP_NORESERVE | (fd < 0 ? MAP_ANONYMOUS : 0);
     uint64_t low = ram_size;
     void *p;
 
@@ -17,7 +19,7 @@ int guest_mem_init(struct guest_mem *gm, uint64_t ram_size, int hugepages)
         return -EINVAL;
     if (hugepages)
         flags |= MAP_HUGETLB;
-    p = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, flags, -1, 0);
+    p = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, flags, fd, 0);
     if (p == MAP_FAILED)
         return -errno;
     /* Guest RAM should never end up in a core dump of ember. */
@@ -35,6 +37,16 @@ int guest_mem_init(struct guest_mem *gm, uint64_t ram_size, int hugepages)
         gm->nr_regions = 2;
     }
     return 0;
+}
+
+int guest_mem_init(struct guest_mem *gm, uint64_t ram_size, int hugepages)
+{
+    return map_ram(gm, ram_size, hugepages, -1);
+}
+
+int guest_mem_init_file(struct guest_mem *gm, uint64_t ram_size, int fd)
+{
+    return map_ram(gm, ram_size, 0, fd);
 }
 
 void guest_mem_free(struct guest_mem *gm)

@@ -14,11 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
-static int vcpu_create(struct vm *vm, int index, struct kvm_cpuid2 *supported)
+/* The vCPU's descriptor and its kvm_run mapping; no state set yet. */
+static int vcpu_open(struct vm *vm, int index)
 {
     struct vcpu *v = &vm->vcpu[index];
-    struct kvm_cpuid2 *cpuid;
-    size_t cpuid_size;
     int mmap_size, err;
 
     v->vm = vm;
@@ -43,6 +42,16 @@ static int vcpu_create(struct vm *vm, int index, struct kvm_cpuid2 *supported)
         return err;
     }
     v->run_size = (size_t)mmap_size;
+    return 0;
+}
+
+/* CPUID, MSRs, LAPIC and registers for booting the loaded kernel. */
+static int vcpu_setup_boot(struct vm *vm, int index, struct kvm_cpuid2 *supported)
+{
+    struct vcpu *v = &vm->vcpu[index];
+    struct kvm_cpuid2 *cpuid;
+    size_t cpuid_size;
+    int err;
 
     cpuid_size = sizeof(*supported) + supported->nent * sizeof(supported->entries[0]);
     cpuid = malloc(cpuid_size);
@@ -72,9 +81,21 @@ int vm_create_vcpus(struct vm *vm)
     if (!supported)
         return -EIO;
     err = boot_tables_setup(&vm->mem, &vm->boot);
-    for (int i = 0; !err && i < vm->ncpus; i++)
-        err = vcpu_create(vm, i, supported);
+    for (int i = 0; !err && i < vm->ncpus; i++) {
+        err = vcpu_open(vm, i);
+        if (!err)
+            err = vcpu_setup_boot(vm, i, supported);
+    }
     free(supported);
+    return err;
+}
+
+int vm_open_vcpus(struct vm *vm)
+{
+    int err = 0;
+
+    for (int i = 0; !err && i < vm->ncpus; i++)
+        err = vcpu_open(vm, i);
     return err;
 }
 
@@ -183,6 +204,25 @@ static int handle_exit(struct vcpu *v)
     }
 }
 
+/* KVM finishes an I/O exit (an IN's data, an MMIO read) only on the next KVM_RUN. Before
+ * parking, run with immediate_exit set, which does just that and returns EINTR, so the state
+ * a snapshot reads while we are parked is whole. Completing one access may need another
+ * exit (an access split in pieces): handle those too, a few at most. */
+static void vcpu_finish_io(struct vcpu *v)
+{
+    struct vm *vm = v->vm;
+
+    /* vm_pause sets immediate_exit under this lock: once we hold it, it is set. */
+    pthread_mutex_lock(&vm->pause_lock);
+    pthread_mutex_unlock(&vm->pause_lock);
+    for (int i = 0; i < 8 && !atomic_load(&vm->stopping); i++) {
+        if (!__atomic_load_n(&v->run->immediate_exit, __ATOMIC_SEQ_CST))
+            return;
+        if (ioctl(v->fd, KVM_RUN, 0) < 0 || !handle_exit(v))
+            return;
+    }
+}
+
 /* --boot-timer: how long ember took from its start to the guest's first instruction. */
 static void report_first_run(const struct vm *vm)
 {
@@ -210,6 +250,7 @@ static void *vcpu_thread(void *arg)
         report_first_run(vm);
     while (!atomic_load(&vm->stopping)) {
         if (atomic_load(&vm->pause_req)) {
+            vcpu_finish_io(v);
             vcpu_pause_point(v); /* `stop` on the control socket */
             continue;
         }

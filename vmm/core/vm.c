@@ -53,7 +53,7 @@ static int mask_pics(struct vm *vm)
     return 0;
 }
 
-int vm_create(struct vm *vm, int kvm_fd, uint64_t ram_size, int ncpus, int hugepages)
+int vm_create(struct vm *vm, int kvm_fd, uint64_t ram_size, int ncpus, int hugepages, int mem_fd)
 {
     uint64_t identity = KVM_IDENTITY_MAP_GPA;
     struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
@@ -65,6 +65,7 @@ int vm_create(struct vm *vm, int kvm_fd, uint64_t ram_size, int ncpus, int hugep
     vm->exit_status = -1;
     vm->wake_fd = -1;
     vm->vm_fd = -1;
+    vm->mem_fd = mem_fd;
     for (int i = 0; i < VM_MAX_CPUS; i++)
         vm->vcpu[i].fd = -1;
     bus_init(&vm->pio);
@@ -95,7 +96,8 @@ int vm_create(struct vm *vm, int kvm_fd, uint64_t ram_size, int ncpus, int hugep
         goto fail;
 #undef VM_IOCTL
 
-    err = guest_mem_init(&vm->mem, ram_size, hugepages);
+    err = mem_fd >= 0 ? guest_mem_init_file(&vm->mem, ram_size, mem_fd)
+                      : guest_mem_init(&vm->mem, ram_size, hugepages);
     if (err) {
         log_err("cannot map %llu MiB of guest memory%s: %s", (unsigned long long)(ram_size >> 20),
                 hugepages ? " with huge pages" : "", strerror(-err));

@@ -4,6 +4,7 @@
 #include "jail_root.h"
 #include "log.h"
 #include "sandbox.h"
+#include "snapshot_mem.h"
 
 #include <cap-ng.h>
 #include <dlfcn.h>
@@ -62,11 +63,12 @@ static int plan(struct jail *jl)
     struct jail_root *r = &jl->root;
     int err = jail_root_add(r, "/dev/kvm", "/dev/kvm", 0);
 
-    if (!err && cfg->kernel) {
+    /* A restored VM needs its kernel only to reboot: one that is gone stays out. */
+    if (!err && cfg->kernel && !(cfg->snap && access(cfg->kernel, R_OK) < 0)) {
         err = jail_root_add(r, cfg->kernel, "/kernel", 1);
         cfg->kernel = "/kernel";
     }
-    if (!err && cfg->initrd) {
+    if (!err && cfg->initrd && !(cfg->snap && access(cfg->initrd, R_OK) < 0)) {
         err = jail_root_add(r, cfg->initrd, "/initrd", 1);
         cfg->initrd = "/initrd";
     }
@@ -134,6 +136,8 @@ static int child(struct jail *jl, int go_fd)
     for (int i = 0; i < jl->cfg->nr_nets; i++)
         if (jl->cfg->net[i].backend == NET_USER && !dlopen("libslirp.so.0", RTLD_NOW | RTLD_LOCAL))
             log_warn("jail: cannot preload libslirp: %s", dlerror());
+    if (jl->cfg->api_sock || jl->cfg->snap_out)
+        snap_mem_prepare(); /* snapshots read our own pagemap, which the jail hides */
     err = jail_root_enter(&jl->root);
     jail_root_forget(&jl->root);
     if (!err)

@@ -1,6 +1,7 @@
 /* The sandbox: close stray descriptors, no new privileges, no capabilities, seccomp per thread. */
 #include "sandbox.h"
 #include "console.h"
+#include "snapshot.h"
 #include "exec_io.h"
 #include "exitcode.h"
 #include "log.h"
@@ -27,6 +28,7 @@ static struct {
     int disabled;                /* --no-sandbox */
     int enabled;                 /* filters are installed (not --no-sandbox, not --seccomp=off) */
     int rebuild;
+    int snapshot;
     uint32_t action;
     int have_tty;
     struct termios tty;
@@ -120,7 +122,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
 
 static int close_stray_fds(const struct vm_config *cfg)
 {
-    int keep[CONFIG_MAX_NETS + 3], nkeep = 0;
+    int keep[CONFIG_MAX_NETS + 7], nkeep = 0;
     unsigned int from = 3;
 
     for (int i = 0; i < cfg->nr_nets; i++)
@@ -133,6 +135,16 @@ static int close_stray_fds(const struct vm_config *cfg)
             keep[nkeep++] = cfg->exec->out.fd;
         if (cfg->exec->err.fd > 2)
             keep[nkeep++] = cfg->exec->err.fd;
+    }
+    if (cfg->snap && snapshot_memory_fd(cfg->snap) > 2) /* read before us (`ember exec`) */
+        keep[nkeep++] = snapshot_memory_fd(cfg->snap);
+    if (cfg->snap && snapshot_dir_fd(cfg->snap) > 2)
+        keep[nkeep++] = snapshot_dir_fd(cfg->snap);
+    if (cfg->snap_out) { /* `ember exec`'s ready snapshot, opened before the jail */
+        if (cfg->snap_out->state_fd > 2)
+            keep[nkeep++] = cfg->snap_out->state_fd;
+        if (cfg->snap_out->mem_fd > 2)
+            keep[nkeep++] = cfg->snap_out->mem_fd;
     }
     /* Sort the few descriptors to keep, then close the ranges between them. */
     for (int i = 1; i < nkeep; i++)
@@ -185,6 +197,11 @@ int sandbox_prepare(const struct vm_config *cfg)
     sb.rebuild = cfg->on_reboot == ON_REBOOT_RESTART;
     sb.enabled = 1;
     return 0;
+}
+
+void sandbox_allow_snapshot(int on)
+{
+    sb.snapshot = on;
 }
 
 unsigned sandbox_needs(const struct vm_config *cfg)
@@ -253,6 +270,7 @@ int sandbox_enter_thread(enum sandbox_thread kind, int index)
         return 0;
     o.rebuild = kind == SANDBOX_THREAD_LOOP && sb.rebuild;
     o.needs = sandbox_needs(sb.cfg);
+    o.snapshot = kind == SANDBOX_THREAD_LOOP && sb.snapshot;
     ctx = seccomp_build_filter(&o);
     if (!ctx) {
         log_err("seccomp: cannot build the %s thread's filter", kind_name(kind));

@@ -217,6 +217,42 @@ static void rebuild(struct builder *b)
     ALLOW(b, sysinfo);           /* glib */
 }
 
+/* Saving a snapshot (snapshot-save, `ember exec`'s ready snapshot): reading every vCPU's and
+ * the VM's state, writing the files. What this configuration's other rules allow already is
+ * left out (a rule added twice leaks memory in libseccomp 2.5). */
+static void snapshot(struct builder *b, const struct sandbox_filter_opts *o)
+{
+    static const unsigned long kvm[] = {
+            KVM_GET_MP_STATE,  KVM_GET_XSAVE,  KVM_GET_XSAVE2,      KVM_GET_XCRS,
+            KVM_GET_DEBUGREGS, KVM_GET_CPUID2, KVM_GET_VCPU_EVENTS, KVM_GET_TSC_KHZ,
+            KVM_GET_MSRS,      KVM_GET_PIT2,   KVM_GET_CLOCK,
+    };
+    static const unsigned long kvm_also_rebuild[] = {
+            KVM_GET_REGS,    KVM_GET_SREGS,       KVM_GET_LAPIC,
+            KVM_GET_IRQCHIP, KVM_CHECK_EXTENSION, KVM_GET_MSR_INDEX_LIST,
+    };
+
+    for (unsigned i = 0; i < sizeof(kvm) / sizeof(kvm[0]); i++)
+        ALLOW_IOCTL(b, kvm[i]); /* every vCPU's and the VM's state */
+    ALLOW(b, ftruncate);        /* the memory file: its size, all holes */
+    ALLOW(b, mkdir);            /* snapshot-save creates its directory */
+    ALLOW(b, mkdirat);          /* the same through newer glibc */
+    ALLOW(b, rmdir);            /* ...and removes it when the save fails */
+    ALLOW(b, rename);           /* ember exec (unjailed) publishes its ready snapshot */
+    if (!(o->needs & SANDBOX_NEEDS_DISK)) {
+        ALLOW(b, pwrite64);  /* the memory and state files */
+        ALLOW(b, fdatasync); /* ...made durable */
+    }
+    if (o->rebuild)
+        return;
+    for (unsigned i = 0; i < sizeof(kvm_also_rebuild) / sizeof(kvm_also_rebuild[0]); i++)
+        ALLOW_IOCTL(b, kvm_also_rebuild[i]);
+    ALLOW(b, pread64);    /* which pages the guest touched (/proc/self/pagemap) */
+    ALLOW(b, lseek);      /* where the memory file of a restored VM holds data */
+    ALLOW(b, newfstatat); /* ember exec (unjailed): the size of its ready snapshot */
+    ALLOW(b, fstat);      /* the same through older glibc */
+}
+
 static void loop(struct builder *b, const struct sandbox_filter_opts *o)
 {
     common(b, o->pid);
@@ -243,6 +279,8 @@ static void loop(struct builder *b, const struct sandbox_filter_opts *o)
         inet_sockets(b);
     if (o->rebuild)
         rebuild(b);
+    if (o->snapshot)
+        snapshot(b, o);
 }
 
 static void supervisor(struct builder *b, pid_t pid)
@@ -252,15 +290,19 @@ static void supervisor(struct builder *b, pid_t pid)
     rule(b, SCMP_SYS(ioctl), 2,
          (struct scmp_arg_cmp[]){SCMP_A0(SCMP_CMP_EQ, 0),
                                  SCMP_A1(SCMP_CMP_MASKED_EQ, LOW32, TIOCGPGRP)});
-    ALLOW(b, read);     /* its signalfd */
-    ALLOW(b, wait4);    /* the jailed ember's status */
-    ALLOW(b, waitid);   /* the same */
-    ALLOW(b, poll);     /* waits for signals and the child */
-    ALLOW(b, ppoll);    /* the same */
-    ALLOW(b, close);    /* its descriptors */
-    ALLOW(b, unlinkat); /* the jail's files and directories, beneath its descriptor of DIR */
-    ALLOW(b, unlink);   /* ember exec's --copy-in image */
-    ALLOW(b, rmdir);    /* the cgroup, ember exec's jail directory */
+    ALLOW(b, read);       /* its signalfd */
+    ALLOW(b, wait4);      /* the jailed ember's status */
+    ALLOW(b, waitid);     /* the same */
+    ALLOW(b, poll);       /* waits for signals and the child */
+    ALLOW(b, ppoll);      /* the same */
+    ALLOW(b, close);      /* its descriptors */
+    ALLOW(b, unlinkat);   /* the jail's files and directories, beneath its descriptor of DIR */
+    ALLOW(b, unlink);     /* ember exec's --copy-in image */
+    ALLOW(b, rmdir);      /* the cgroup, ember exec's jail directory */
+    ALLOW(b, newfstatat); /* ember exec: is the ready snapshot the VM saved complete? */
+    ALLOW(b, fstat);      /* the same through older glibc */
+    ALLOW(b, pread64);    /* ...its state file read back */
+    ALLOW(b, rename);     /* ...then it goes into the cache */
 }
 
 void *seccomp_build_filter(const struct sandbox_filter_opts *o)

@@ -31,6 +31,13 @@ int serial_init(struct serial *s, struct vm *vm, struct console *con, uint16_t p
 /* Room for more input; the event loop reads stdin only while there is some. */
 size_t serial_rx_room(struct serial *s);
 
+struct snap_buf;
+struct snap_reader;
+/* Snapshots: append the UART's registers and queued input; put them back (checked first:
+ * 0, or -EINVAL with err saying what is wrong). */
+void serial_save(struct serial *s, struct snap_buf *b);
+int serial_restore(struct serial *s, struct snap_reader *r, char *err, size_t errlen);
+
 int i8042_init(struct vm *vm);
 int pvpanic_init(struct vm *vm, uint16_t port);
 int acpi_pm_init(struct vm *vm, uint16_t sleep_ctl_port, uint16_t sleep_sts_port);
@@ -43,11 +50,15 @@ struct ctrl_page {
     struct timespec start_wall; /* ember's own start, CLOCK_MONOTONIC */
     atomic_int booted;
     double boot_ms, boot_cpu_ms;   /* when the marker arrived */
+    int stop_on_status;            /* the exit status ends the VM (`ember exec`) */
     void (*on_boot)(void *opaque); /* e.g. the control socket's BOOT_COMPLETE event */
     void *on_boot_opaque;
 };
 
 int ctrl_page_init(struct ctrl_page *cp, struct vm *vm, int boot_timer,
                    const struct timespec *start_wall);
+/* Snapshots: whether the boot marker came, and the exit status the guest set. */
+void ctrl_page_save(const struct ctrl_page *cp, struct snap_buf *b);
+int ctrl_page_restore(struct ctrl_page *cp, struct snap_reader *r, char *err, size_t errlen);
 
 #endif

@@ -23,6 +23,13 @@ struct exec_io {
     struct timespec deadline; /* CLOCK_MONOTONIC; tv_sec 0: no time limit */
     unsigned timeout_s;       /* for messages */
 
+    /* Saving the "ready for a command" snapshot (ember_run): while hold is set nothing goes
+     * to the guest; once the guest has its ports open and waits on stdin, on_ready is
+     * called (event loop) and exec_io_release sends the command after the save. */
+    int hold;
+    void (*on_ready)(void *opaque);
+    void *ready_opaque;
+
     /* Filled in by the device and by ember_run. */
     struct virtio_dev *dev;
     int stop_reason;  /* enum vm_stop_reason */
@@ -32,6 +39,8 @@ struct exec_io {
 
 /* The multiport virtio-console carrying the three streams (devices/virtio/ports.c). */
 int virtio_exec_ports_create(struct virtio_dev *d, struct exec_io *io, struct loop *loop);
+/* The ready snapshot is saved (or not): send the command and stdin now (event loop). */
+void exec_io_release(struct exec_io *io);
 /* After the VM stopped: write out what the guest queued and ember has not written yet,
  * waiting for slow readers until deadline (a clock_ms() value), for all of it together. */
 void exec_io_flush(struct exec_io *io, int64_t deadline);

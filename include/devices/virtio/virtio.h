@@ -10,6 +10,7 @@
 #include "eventloop.h"
 #include "guest_mem.h"
 #include "log.h"
+#include "snapshot_format.h"
 
 struct vm;
 
@@ -104,6 +105,12 @@ int virtq_check(const struct virtq *q);
 /* Back to the reset state: not ready, size and ring addresses 0, indices 0, no features.
  * Keeps mem, dev, index and the kick eventfd. */
 void virtq_reset(struct virtq *q);
+/* Give back the chain popped last and not pushed: the next virtq_pop takes it again. */
+void virtq_unpop(struct virtq *q);
+/* The chain of the used ring entry `back` entries before the last one pushed (0: the last),
+ * read again from the descriptor table. 1 with *chain filled, 0 when there is none, -EINVAL
+ * when the guest's ring no longer makes sense. */
+int virtq_used_chain(struct virtq *q, uint16_t back, struct virtq_chain *chain);
 
 /* Copy from a chain's readable buffers / into its writable buffers, from byte `offset`
  * of that direction. Returns bytes copied. */
@@ -137,6 +144,15 @@ struct virtio_dev_ops {
     /* Free the device's own resources (backend descriptors, buffers); may be NULL. Called
      * without dev->lock, after the transport is torn down, when the VM goes away. */
     void (*destroy)(struct virtio_dev *d);
+    /* Snapshots (each may be NULL; dev->lock held). quiesce: the device is frozen (virtq_pop
+     * finds nothing): finish what is in flight and give back chains it holds unused
+     * (virtq_unpop), so it holds none and writes no guest memory until thawed; 0 or -errno
+     * with err. save: append its own state. restore: read that back (checked first) onto a
+     * device just created on new host resources, after the transport's state and, when the
+     * driver was up, activate. */
+    int (*quiesce)(struct virtio_dev *d, char *err, size_t errlen);
+    void (*save)(struct virtio_dev *d, struct snap_buf *b);
+    int (*restore)(struct virtio_dev *d, struct snap_reader *r, char *err, size_t errlen);
 };
 
 struct virtio_dev {
@@ -156,6 +172,7 @@ struct virtio_dev {
     void *priv;
     pthread_mutex_t lock; /* transport registers (vCPU threads) vs queue work (event loop) */
     bool broken;          /* the guest broke the rules: NEEDS_RESET until it resets us */
+    bool frozen;          /* a snapshot is being written: no chain is taken */
     bool resetting;       /* a reset waits for I/O in flight: out of service, registers frozen */
     bool work_pending;    /* loop_work was asked for and has not run yet */
     int work_fd;          /* eventfd: wakes the loop for loop_work */
@@ -203,5 +220,26 @@ void virtio_reset_done(struct virtio_dev *d);
 /* The guest broke the rules: mark NEEDS_RESET, stop processing, tell the guest (config
  * interrupt). Logs once per reset; queue_notify is not called again until the driver resets. */
 void virtio_mark_broken(struct virtio_dev *d, const char *why);
+
+/* Transport rules the snapshot code checks a saved state against (devices/virtio/mmio.c):
+ * the status steps are a prefix of the order (ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK);
+ * the accepted features are offered and include VERSION_1; the queues follow the accepted
+ * ring features. */
+bool virtio_status_in_order(uint32_t steps);
+bool virtio_features_ok(const struct virtio_dev *d);
+void virtio_apply_features(struct virtio_dev *d);
+
+/* Snapshots (devices/virtio/snapshot.c), called without dev->lock. Freeze: no chain is taken
+ * any more and the device quiesces (ops->quiesce); 0 or -errno after one error line. Thaw:
+ * chains are taken again and every ready queue gets a kick. */
+int virtio_dev_freeze(struct virtio_dev *d);
+void virtio_dev_thaw(struct virtio_dev *d);
+/* The transport's state (registers, features, queue addresses and positions) and then the
+ * device's own (ops->save). The device must be frozen. */
+void virtio_dev_save(struct virtio_dev *d, struct snap_buf *b);
+/* Put it back on a device just created in the same slot (every field checked first, the
+ * rings against guest memory); the device runs on when the vCPUs start. 0, or -EINVAL with
+ * err saying what is wrong. */
+int virtio_dev_restore(struct virtio_dev *d, struct snap_reader *r, char *err, size_t errlen);
 
 #endif

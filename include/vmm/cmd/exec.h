@@ -21,6 +21,7 @@ struct exec_config {
     struct net_config net; /* its options, as ember run's --net user takes them */
     unsigned timeout_s;    /* --timeout; 0: none */
     int no_jail;           /* --no-jail */
+    int no_snapshot;       /* --no-snapshot: boot, neither use nor save a ready snapshot */
     char **argv;
     int argc;
 };

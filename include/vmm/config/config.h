@@ -71,6 +71,9 @@ struct jail_config {
     int best_effort;           /* --jail-best-effort: go on without what the host lacks */
 };
 
+struct snapshot;
+struct snap_out;
+
 struct vm_config {
     const char *kernel;
     const char *initrd;
@@ -93,7 +96,11 @@ struct vm_config {
     int nr_init_args;
     struct sandbox_config sandbox;
     struct jail_config jail;
-    struct exec_io *exec; /* `ember exec`: the command's streams (include/exec_io.h) */
+    struct exec_io *exec;      /* `ember exec`: the command's streams (include/exec_io.h) */
+    const char *restore;       /* --restore DIR: start from this snapshot (include/snapshot.h) */
+    struct snapshot *snap;     /* the snapshot read from `restore`, once it was read */
+    struct snap_out *snap_out; /* `ember exec`: save a snapshot once the guest is ready */
+    uint64_t given;            /* flags given (command line, --config, `configure`) */
 };
 
 #define CONFIG_DEFAULT_CPUS   1
@@ -123,6 +130,8 @@ struct json_object;
 int cli_apply_flag(struct vm_config *cfg, const char *name, const char *value);
 /* 1 if the flag takes a value, 0 if not, -1 if there is no such flag. */
 int cli_flag_kind(const char *name);
+/* Whether the flag was given (on the command line, in --config or `configure`). */
+int cli_flag_given(const struct vm_config *cfg, const char *name);
 
 /* Apply a JSON object whose keys are long flag names ("cpus": 2, "disk": ["a.img,ro"],
  * "hugepages": true) plus "args" (the guest command, like the words after --). With allowed
@@ -130,6 +139,9 @@ int cli_flag_kind(const char *name);
  * holds one line naming the field. */
 int config_apply_json(struct vm_config *cfg, struct json_object *doc, const char *const *allowed,
                       char *err, size_t errlen);
+/* The same from JSON text (exactly one document, then only white space). */
+int config_apply_text(struct vm_config *cfg, const char *text, size_t len,
+                      const char *const *allowed, char *err, size_t errlen);
 /* --config FILE: read and apply it (error line printed, naming the file and field). */
 int config_load_file(struct vm_config *cfg, const char *path);
 /* The configuration as a JSON document in the same schema (caller puts it). */

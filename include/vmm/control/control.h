@@ -8,11 +8,13 @@
 #include "config.h"
 #include "eventloop.h"
 #include "qmp.h"
+#include "snapshot.h"
 #include "vm.h"
 
 struct virtio_dev;
 struct ged;
 struct ctrl_page;
+struct snap_runner;
 
 /* What run.c lends the control layer while a VM exists. */
 struct machine_view {
@@ -21,6 +23,8 @@ struct machine_view {
     int nr_virtio;
     struct ged *ged;
     struct ctrl_page *ctrl;
+    struct snap_runner *snap; /* snapshot-save runs here */
+    struct snap_parts parts;  /* what a snapshot covers */
 };
 
 enum control_state { CTL_PRELAUNCH, CTL_RUNNING, CTL_PAUSED, CTL_SHUTDOWN };
@@ -43,6 +47,8 @@ struct control {
     struct timespec blk_error_at;    /* rate limit of BLOCK_IO_ERROR */
     int statm_fd;                    /* /proc/self/statm, opened before the sandbox */
     unsigned blk_errors_suppressed;
+    char snap_dir[4096]; /* snapshot-save in progress: its directory and files */
+    int snap_state_fd, snap_mem_fd;
 };
 
 /* Open the control socket when cfg->api_sock is set (*out stays NULL otherwise). 0 or -errno

@@ -17,13 +17,17 @@ struct guest_mem {
     struct guest_region region[GUEST_MEM_MAX_REGIONS];
     int nr_regions;
     uint64_t ram_size; /* sum of region sizes */
-    void *mapping;     /* one anonymous mapping backing every region */
+    void *mapping;     /* one mapping backing every region */
     size_t mapping_size;
 };
 
 /* Map ram_size bytes of guest RAM, split around the 32-bit MMIO hole when large.
  * Returns 0 or -errno. */
 int guest_mem_init(struct guest_mem *gm, uint64_t ram_size, int hugepages);
+/* The same layout over a snapshot's memory file (ram_size bytes, RAM offset = file offset),
+ * mapped MAP_PRIVATE: pages load lazily, and stay shared with every other VM mapping the
+ * file until the guest writes them. */
+int guest_mem_init_file(struct guest_mem *gm, uint64_t ram_size, int fd);
 void guest_mem_free(struct guest_mem *gm);
 
 /* Host pointer for [gpa, gpa+len) if the whole range lies inside one RAM region,

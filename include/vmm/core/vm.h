@@ -45,6 +45,7 @@ struct vm {
     int vm_fd;
     int ncpus;
     struct guest_mem mem;
+    int mem_fd; /* the snapshot memory file RAM is mapped from, or -1 (not owned) */
     struct bus pio;
     struct bus mmio;
     struct vcpu vcpu[VM_MAX_CPUS];
@@ -70,12 +71,15 @@ struct vm {
 /* /dev/kvm: open, check the API version and every capability ember needs. -errno. */
 int kvm_open(void);
 
-/* Create the VM: KVM VM, in-kernel irqchip and PIT, TSS, guest RAM of ram_size bytes. */
-int vm_create(struct vm *vm, int kvm_fd, uint64_t ram_size, int ncpus, int hugepages);
+/* Create the VM: KVM VM, in-kernel irqchip and PIT, TSS, guest RAM of ram_size bytes
+ * (anonymous, or with mem_fd >= 0 a snapshot's memory file mapped copy-on-write). */
+int vm_create(struct vm *vm, int kvm_fd, uint64_t ram_size, int ncpus, int hugepages, int mem_fd);
 void vm_destroy(struct vm *vm);
 
 /* Create the vCPUs and set their registers for the loaded kernel (vm->boot). */
 int vm_create_vcpus(struct vm *vm);
+/* Create the vCPUs with no state set (a snapshot's restore sets all of it). */
+int vm_open_vcpus(struct vm *vm);
 /* Start one thread per vCPU. */
 int vm_start(struct vm *vm);
 /* Ask every vCPU to stop (any thread, async-signal-unsafe: not from signal handlers).

@@ -29,6 +29,8 @@ int sandbox_enter_thread(enum sandbox_thread kind, int index);
 
 /* Whether `ember run` rebuilds the VM on reboot, so the loop filter must allow building. */
 void sandbox_allow_rebuild(int on);
+/* Whether the loop may save snapshots (control socket, `ember exec`'s ready snapshot). */
+void sandbox_allow_snapshot(int on);
 
 /* What the configuration needs beyond every VM's basics; each adds its calls. */
 #define SANDBOX_NEEDS_DISK (1u << 0) /* --disk: block I/O */
@@ -42,6 +44,7 @@ struct sandbox_filter_opts {
     enum sandbox_thread kind;
     uint32_t default_action; /* SCMP_ACT_TRAP, _KILL_PROCESS or _LOG */
     int rebuild;             /* loop thread: may build a new VM (--on-reboot restart) */
+    int snapshot;            /* loop thread: may save snapshots */
     unsigned needs;          /* SANDBOX_NEEDS_* */
     pid_t pid;               /* ember's own: the only process tgkill may signal */
 };
