@@ -1,27 +1,21 @@
 /* Kernel command line assembly: defaults, user text, device parameters and init arguments. */
 #include "cmdline.h"
+#include "arch.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 const char *cmdline_default(enum console_kind console)
 {
-    /* reboot=k: reset through the i8042; panic=1: reboot a second after a panic (pvpanic
-     * reports it first); the i8042 options skip slow probes of a keyboard that is not there;
-     * 8250.nr_uarts=1: only COM1 exists. Bare words the kernel does not know would reach
-     * init as arguments, so every option here is one the kernel or a driver takes. */
-#define FAST_BOOT                                                                                  \
-    "reboot=k panic=1 quiet i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd "                    \
-    "8250.nr_uarts=1 swiotlb=noforce cryptomgr.notests"
-    switch (console) {
-    case CONSOLE_KIND_SERIAL:
-        return "console=ttyS0 " FAST_BOOT;
-    case CONSOLE_KIND_VIRTIO:
-        return "console=hvc0 " FAST_BOOT;
-    default:
-        return FAST_BOOT;
-    }
-#undef FAST_BOOT
+    /* The console, then the architecture's options for a fast boot on its devices. */
+    static char buf[3][512];
+    int k = console == CONSOLE_KIND_SERIAL ? 0 : console == CONSOLE_KIND_VIRTIO ? 1 : 2;
+    static const char *const con[] = {"console=ttyS0 ", "console=hvc0 ", ""};
+
+    if (!buf[k][0])
+        snprintf(buf[k], sizeof(buf[k]), "%s%s", con[k], arch_map.cmdline_default);
+    return buf[k];
 }
 
 struct buf {

@@ -1,5 +1,6 @@
 /* Zero page (struct boot_params) and e820 map shared by the bzImage and ELF loaders. */
 #include "bootparams.h"
+#include "cmdline.h"
 #include "layout.h"
 
 #include <errno.h>

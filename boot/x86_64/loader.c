@@ -1,98 +1,18 @@
 /* load_kernel(): read the kernel file, dispatch by format, then the command line and initrd. */
 #include "bootparams.h"
-#include "hostfile.h"
+#include "cmdline.h"
+#include "kernel_file.h"
 #include "layout.h"
 #include "loader.h"
 #include "log.h"
 #include "pvh.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdbool.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #define PAGE_SIZE 4096ULL
-
-struct file_map {
-    const uint8_t *data;
-    uint64_t size;
-};
-
-/* Open path read-only and check it is a non-empty regular file; returns the fd or -errno. */
-static int open_regular(const char *path, const char *what, uint64_t *size)
-{
-    struct host_file f;
-    const char *why;
-    int ret = host_file_open(path, O_RDONLY, HOSTFILE_REGULAR, &f, &why);
-
-    if (ret) {
-        log_err("%s %s: %s%s", what, path, why, ret == -ENOENT ? "; check the path" : "");
-        return ret;
-    }
-    if (f.size == 0) {
-        log_err("%s %s: file is empty", what, path);
-        close(f.fd);
-        return -ENOEXEC;
-    }
-    *size = f.size;
-    return f.fd;
-}
-
-/* Kernel files are read, not mapped: a file truncated under us must give an error, never
- * SIGBUS. The buffer is an anonymous mapping so its memory goes back to the host at once. */
-#define KERNEL_FILE_MAX (512ULL << 20)
-
-static int map_file(const char *path, const char *what, struct file_map *m)
-{
-    uint64_t done = 0;
-    uint8_t *p;
-    int fd = open_regular(path, what, &m->size), ret = 0;
-
-    if (fd < 0)
-        return fd;
-    if (m->size > KERNEL_FILE_MAX) {
-        log_err("%s %s: %llu MiB is larger than the %llu MiB ember accepts", what, path,
-                (unsigned long long)(m->size >> 20), KERNEL_FILE_MAX >> 20);
-        close(fd);
-        return -EFBIG;
-    }
-    p = mmap(NULL, (size_t)m->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
-        ret = -errno;
-        log_err("%s %s: cannot allocate %llu bytes: %s", what, path, (unsigned long long)m->size,
-                strerror(-ret));
-        close(fd);
-        return ret;
-    }
-    while (done < m->size) {
-        ssize_t n = pread(fd, p + done, (size_t)(m->size - done), (off_t)done);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            ret = n < 0 ? -errno : -EIO;
-            log_err("%s %s: read failed after %llu of %llu bytes: %s", what, path,
-                    (unsigned long long)done, (unsigned long long)m->size,
-                    n < 0 ? strerror(-ret) : "the file shrank while being read");
-            munmap(p, (size_t)m->size);
-            close(fd);
-            return ret;
-        }
-        done += (uint64_t)n;
-    }
-    m->data = p;
-    close(fd);
-    return 0;
-}
-
-static void unmap_file(struct file_map *m)
-{
-    if (m->data)
-        munmap((void *)m->data, (size_t)m->size);
-    m->data = NULL;
-}
 
 static bool is_bzimage(const uint8_t *d, uint64_t size)
 {
@@ -104,8 +24,8 @@ static bool is_bzimage(const uint8_t *d, uint64_t size)
     return magic == SETUP_HDR_MAGIC;
 }
 
-static int load_image(struct guest_mem *gm, const struct file_map *m, const struct load_params *p,
-                      struct boot_setup *out)
+static int load_image(struct guest_mem *gm, const struct kernel_file *m,
+                      const struct load_params *p, struct boot_setup *out)
 {
     const char *path = p->kernel_path;
 
@@ -189,45 +109,17 @@ static int place_initrd(const struct guest_mem *gm, const struct boot_setup *bs,
     return 0;
 }
 
-/* Read exactly size bytes of fd into guest memory at gpa. */
-static int read_to_guest(const struct guest_mem *gm, int fd, uint64_t gpa, uint64_t size,
-                         const char *path)
-{
-    uint8_t *dst = guest_ptr(gm, gpa, size);
-    uint64_t done = 0;
-
-    if (!dst)
-        return -EFAULT;
-    while (done < size) {
-        ssize_t n = pread(fd, dst + done, size - done, (off_t)done);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            log_err("initrd %s: read failed: %s", path, strerror(errno));
-            return -errno;
-        }
-        if (n == 0) {
-            log_err("initrd %s: file shrank while reading (%llu of %llu bytes)", path,
-                    (unsigned long long)done, (unsigned long long)size);
-            return -EIO;
-        }
-        done += (uint64_t)n;
-    }
-    return 0;
-}
-
 static int load_initrd(const struct guest_mem *gm, const char *path, const struct boot_setup *bs)
 {
     uint64_t size, gpa;
-    int fd = open_regular(path, "initrd", &size), ret;
+    int fd = kernel_file_open(path, "initrd", &size), ret;
 
     if (fd < 0)
         return fd;
     ret = place_initrd(gm, bs, size, path, &gpa);
     if (ret)
         goto out;
-    ret = read_to_guest(gm, fd, gpa, size, path);
+    ret = kernel_file_to_guest(gm, fd, gpa, size, "initrd", path);
     if (ret)
         goto out;
     if (bs->proto == BOOT_LINUX64)
@@ -246,7 +138,7 @@ out:
 
 int load_kernel(struct guest_mem *gm, const struct load_params *p, struct boot_setup *out)
 {
-    struct file_map km = {0};
+    struct kernel_file km = {0};
     struct boot_setup bs;
     int ret;
 
@@ -254,11 +146,11 @@ int load_kernel(struct guest_mem *gm, const struct load_params *p, struct boot_s
         log_err("no kernel given; pass one with --kernel");
         return -EINVAL;
     }
-    ret = map_file(p->kernel_path, "kernel", &km);
+    ret = kernel_file_read(p->kernel_path, "kernel", &km);
     if (ret)
         return ret;
     ret = load_image(gm, &km, p, &bs);
-    unmap_file(&km);
+    kernel_file_free(&km);
     if (ret)
         return ret;
     ret = write_cmdline(gm, p, &bs);

@@ -1,6 +1,5 @@
 /* Control page: boot marker (guest userspace is up) and exit-status register. */
 #include "devices.h"
-#include "layout.h"
 #include "log.h"
 #include "snapshot_format.h"
 
@@ -51,7 +50,7 @@ static void status_write(void *opaque, uint64_t offset, const uint8_t *data, uin
 static const struct bus_ops marker_ops = {.write = marker_write};
 static const struct bus_ops status_ops = {.write = status_write};
 
-int ctrl_page_init(struct ctrl_page *cp, struct vm *vm, int boot_timer,
+int ctrl_page_init(struct ctrl_page *cp, struct vm *vm, uint64_t gpa, int boot_timer,
                    const struct timespec *start_wall)
 {
     int err;
@@ -61,9 +60,10 @@ int ctrl_page_init(struct ctrl_page *cp, struct vm *vm, int boot_timer,
     cp->start_wall = *start_wall;
     atomic_store(&cp->booted, 0);
     cp->stop_on_status = 0;
-    err = bus_register(&vm->mmio, BOOT_MARKER_GPA, 8, &marker_ops, cp, "boot-marker");
+    err = bus_register(&vm->mmio, gpa + CTRL_PAGE_BOOT_MARKER, 8, &marker_ops, cp, "boot-marker");
     if (!err)
-        err = bus_register(&vm->mmio, EXIT_STATUS_GPA, 8, &status_ops, cp, "exit-status");
+        err = bus_register(&vm->mmio, gpa + CTRL_PAGE_EXIT_STATUS, 8, &status_ops, cp,
+                           "exit-status");
     return err;
 }
 

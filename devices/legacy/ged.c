@@ -1,6 +1,5 @@
 /* ACPI Generic Event Device (ACPI0013): an event register the DSDT's _EVT reads, and a GSI. */
 #include "ged.h"
-#include "acpi.h"
 #include "bus.h"
 #include "snapshot_format.h"
 #include "vm.h"
@@ -42,6 +41,8 @@ int ged_power_button(struct ged *g)
 {
     int err;
 
+    if (!g->vm)
+        return -ENODEV; /* the machine has no GED (aarch64) */
     atomic_fetch_or(&g->pending, ACPI_GED_EVT_PWR_BUTTON);
     err = vm_irq_line(g->vm, g->irq, 1);
     if (!err)

@@ -1,8 +1,9 @@
 /* i8042 keyboard controller, just enough for the guest to reset the machine (reboot=k). */
 #include "devices.h"
-#include "layout.h"
 #include "log.h"
 
+#define I8042_DATA_PORT 0x60
+#define I8042_CMD_PORT  0x64
 #define I8042_CMD_RESET 0xfe
 
 static void i8042_read(void *opaque, uint64_t offset, uint8_t *data, uint32_t len)

@@ -1,4 +1,4 @@
-/* pvpanic (ACPI QEMU0001, one I/O port): the guest kernel reports a panic. */
+/* pvpanic (ACPI QEMU0001 on a port, qemu,pvpanic-mmio): the guest kernel reports a panic. */
 #include "devices.h"
 #include "log.h"
 
@@ -30,7 +30,7 @@ static void pvpanic_write(void *opaque, uint64_t offset, const uint8_t *data, ui
 
 static const struct bus_ops pvpanic_ops = {.read = pvpanic_read, .write = pvpanic_write};
 
-int pvpanic_init(struct vm *vm, uint16_t port)
+int pvpanic_init(struct vm *vm, struct bus *bus, uint64_t addr)
 {
-    return bus_register(&vm->pio, port, 1, &pvpanic_ops, vm, "pvpanic");
+    return bus_register(bus, addr, 1, &pvpanic_ops, vm, "pvpanic");
 }

@@ -1,4 +1,4 @@
-/* 8250/16550A UART on COM1: transmit to the console, receive from stdin, interrupts. */
+/* 8250/16550A UART (COM1 on x86_64, MMIO elsewhere): console output and input, interrupts. */
 #include "devices.h"
 #include "log.h"
 #include "snapshot_format.h"
@@ -35,7 +35,8 @@ static unsigned rx_count(const struct serial *s)
     return s->rx_head - s->rx_tail;
 }
 
-/* Raise the line while an enabled interrupt is pending (an edge for the IOAPIC). */
+/* The line is high while an enabled interrupt is pending (an edge for the IOAPIC, a level for
+ * the GIC). */
 static void update_irq(struct serial *s)
 {
     uint8_t iir = UART_IIR_NO_INT;
@@ -213,8 +214,8 @@ static void serial_write(void *opaque, uint64_t offset, const uint8_t *data, uin
 
 static const struct bus_ops serial_ops = {.read = serial_read, .write = serial_write};
 
-int serial_init(struct serial *s, struct vm *vm, struct console *con, uint16_t port, uint32_t irq,
-                int rx_wake_fd)
+int serial_init(struct serial *s, struct vm *vm, struct console *con, struct bus *bus,
+                uint64_t base, uint32_t irq, int rx_wake_fd)
 {
     memset(s, 0, sizeof(*s));
     pthread_mutex_init(&s->lock, NULL);
@@ -227,7 +228,7 @@ int serial_init(struct serial *s, struct vm *vm, struct console *con, uint16_t p
     con->input = serial_input;
     con->input_room = serial_input_room;
     con->input_opaque = s;
-    return bus_register(&vm->pio, port, 8, &serial_ops, s, "serial");
+    return bus_register(bus, base, 8, &serial_ops, s, "serial");
 }
 
 /* ---- snapshots ---- */

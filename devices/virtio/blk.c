@@ -1,6 +1,5 @@
 /* virtio-blk: a raw file or block device as a guest disk; I/O runs on io_uring, off the loop. */
 #include "hostfile.h"
-#include "layout.h"
 #include "log.h"
 #include "uring.h"
 #include "virtio_devices.h"
@@ -764,7 +763,7 @@ static int blk_activate(struct virtio_dev *d)
 {
     struct blk *b = d->priv;
     /* Disks take the first slots: slot n is the guest's n-th disk. */
-    unsigned slot = (unsigned)((d->mmio_base - VIRTIO_MMIO_BASE) / VIRTIO_MMIO_SIZE) % 1000;
+    unsigned slot = d->slot % 1000;
 
     b->writethrough = !(d->acked & (1ULL << BLK_F_FLUSH));
     if (!b->has_id)

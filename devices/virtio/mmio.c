@@ -1,7 +1,6 @@
 /* virtio-mmio v2 transport: register file, negotiation, ioeventfd kicks, irqfd interrupts. */
 #include "virtio.h"
 #include "bus.h"
-#include "layout.h"
 #include "log.h"
 #include "vm.h"
 

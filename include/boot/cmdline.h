@@ -6,6 +6,10 @@
 
 #include "config.h"
 
+/* The longest command line ember gives a kernel, including the NUL (a kernel's own limit may be
+ * lower: the boot protocol says). */
+#define CMDLINE_MAX 4096
+
 /* The default command line, tuned for a fast boot on ember's devices. */
 const char *cmdline_default(enum console_kind console);
 

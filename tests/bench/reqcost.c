@@ -10,7 +10,7 @@
  */
 #include "check.h"
 #include "config.h"
-#include "layout.h"
+#include "fake_vm.h"
 #include "net_backend.h"
 #include "virtio.h"
 #include "virtio_devices.h"
@@ -56,7 +56,7 @@ struct drvq {
 static struct vm vm;
 static struct loop loop;
 static struct virtio_dev dev;
-static uint64_t base = VIRTIO_MMIO_BASE;
+static uint64_t base = FAKE_VIRTIO_BASE;
 static struct drvq q0, q1;
 static int peer = -1;
 static long sent;
@@ -166,7 +166,7 @@ static int blk(bool write, int batches)
         return -errno;
     snprintf(cfg.path, sizeof(cfg.path), "%s", path);
     CHECK_EQ(virtio_blk_create(&dev, &cfg, &loop), 0);
-    CHECK_EQ(virtio_mmio_init(&dev, &vm, &loop, base, VIRTIO_IRQ_FIRST), 0);
+    CHECK_EQ(virtio_mmio_init(&dev, &vm, &loop, base, FAKE_VIRTIO_IRQ), 0);
     driver_up(F_V1 | F_EVENT_IDX | BLK_F_FLUSH | BLK_F_SEGMAX, 1);
     for (int b = 0; b < batches; b++) {
         for (int i = 0; i < BATCH; i++) {
@@ -244,7 +244,7 @@ static int net(bool tx, int batches)
     be = (struct net_be){.ops = &fake_ops, .name = "fake", .fd = sv[0], .vnet_hdr = true};
     peer = sv[1];
     CHECK_EQ(virtio_net_create_with(&dev, &be, mac, &loop), 0);
-    CHECK_EQ(virtio_mmio_init(&dev, &vm, &loop, base, VIRTIO_IRQ_FIRST), 0);
+    CHECK_EQ(virtio_mmio_init(&dev, &vm, &loop, base, FAKE_VIRTIO_IRQ), 0);
     driver_up(F_V1 | F_EVENT_IDX, 2);
     for (int i = 0; i < 5; i++)
         loop_run_once(&loop, 0);
@@ -296,7 +296,7 @@ int main(int argc, char **argv)
     vm.vm_fd = -1;
     vm.kvm_fd = -1;
     bus_init(&vm.mmio);
-    CHECK_EQ(guest_mem_init(&vm.mem, 64ULL << 20, 0), 0);
+    CHECK_EQ(guest_mem_init(&vm.mem, &fake_ram_layout, 64ULL << 20, 0), 0);
     CHECK_EQ(loop_init(&loop), 0);
     if (!strcmp(argv[1], "blk-read") || !strcmp(argv[1], "blk-write"))
         err = blk(argv[1][4] == 'w', batches);

@@ -6,7 +6,6 @@
 #include <stdint.h>
 
 #include "fake_vm.h"
-#include "layout.h"
 
 /* Fake RAM and where a device target's input lands in it: the fuzzed queue's rings (16
  * entries) first, then buffers. Descriptors in the seeds point into FZ_DATA. */
@@ -18,7 +17,7 @@
 #define FZ_DATA     0x1300ULL
 #define FZ_WIN_SIZE 0xf000ULL  /* input bytes beyond this are ignored */
 #define FZ_OTHER    0x20000ULL /* rings of the queues not fuzzed: valid, empty */
-#define FZ_BASE     VIRTIO_MMIO_BASE
+#define FZ_BASE     FAKE_VIRTIO_BASE
 
 /* A device target's input: one header byte each for the features the driver takes (bit i:
  * the i-th offered feature bit... see fz_features), how many chains it makes available, and

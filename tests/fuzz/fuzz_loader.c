@@ -15,7 +15,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    if (guest_mem_init(&gm, LOADER_MEM, 0))
+    if (guest_mem_init(&gm, &fake_ram_layout, LOADER_MEM, 0))
         abort();
     return 0;
 }

@@ -31,8 +31,8 @@ static int make_device(struct virtio_dev *d, uint32_t id, struct console *con, s
         return -1;
     if (err)
         abort();
-    err = virtio_mmio_init(d, &f->vm, NULL, VIRTIO_MMIO_BASE + (uint64_t)slot * VIRTIO_MMIO_SIZE,
-                           VIRTIO_IRQ_FIRST + (uint32_t)slot);
+    err = virtio_mmio_init(d, &f->vm, NULL, FAKE_VIRTIO_BASE + (uint64_t)slot * VIRTIO_MMIO_SIZE,
+                           FAKE_VIRTIO_IRQ + (uint32_t)slot);
     if (err)
         abort();
     return 0;

@@ -14,6 +14,8 @@ static void __attribute__((noreturn)) harness_fail(const char *what, uint64_t ad
     exit(99);
 }
 
+const struct guest_ram_layout fake_ram_layout = {0, FAKE_HOLE_START, FAKE_HOLE_END};
+
 void fake_vm_init(struct fake_vm *f, uint64_t mem_size)
 {
     memset(f, 0, sizeof(*f));
@@ -23,7 +25,7 @@ void fake_vm_init(struct fake_vm *f, uint64_t mem_size)
     f->vm.exit_status = -1;
     bus_init(&f->vm.mmio);
     bus_init(&f->vm.pio);
-    if (guest_mem_init(&f->vm.mem, mem_size, 0))
+    if (guest_mem_init(&f->vm.mem, &fake_ram_layout, mem_size, 0))
         harness_fail("guest_mem_init", mem_size);
     if (loop_init(&f->loop))
         harness_fail("loop_init", 0);

@@ -12,6 +12,16 @@
 #include "virtio.h"
 #include "vm.h"
 
+/* The fake machine's map, whatever the build's architecture: RAM from 0 with a hole below
+ * 4 GiB (as on x86_64), devices inside the hole. Device tests place things with these. */
+#define FAKE_HOLE_START  0xc0000000ULL
+#define FAKE_HOLE_END    0x100000000ULL
+#define FAKE_VIRTIO_BASE 0xc0001000ULL /* slot n at + n * VIRTIO_MMIO_SIZE */
+#define FAKE_VIRTIO_IRQ  5             /* slot n's interrupt: + n */
+#define FAKE_UART_PORT   0x3f8
+#define FAKE_UART_IRQ    4
+extern const struct guest_ram_layout fake_ram_layout;
+
 struct fake_vm {
     struct vm vm;
     struct loop loop;

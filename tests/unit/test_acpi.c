@@ -17,6 +17,7 @@
 #include "aml.h"
 #include "check.h"
 #include "layout.h"
+#include "virtio.h"
 
 extern char **environ;
 

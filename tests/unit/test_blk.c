@@ -1,12 +1,12 @@
 /* Unit tests for virtio-blk, driven through the virtio-mmio bus without KVM, on a temp file. */
 #include "check.h"
 #include "fake_vm.h"
-#include "layout.h"
 #include "virtio.h"
 #include "virtio_devices.h"
 #include "vm.h"
 
 #include <errno.h>
+#include <liburing.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -833,6 +833,16 @@ static int make_disk(void)
     return 0;
 }
 
+static int uring_usable(void)
+{
+    struct io_uring r;
+
+    if (io_uring_queue_init(4, &r, 0) < 0)
+        return 0;
+    io_uring_queue_exit(&r);
+    return 1;
+}
+
 int main(void)
 {
     struct disk_config rw_cfg = {.id = "test-serial"}, ro_cfg = {.readonly = 1};
@@ -844,15 +854,16 @@ int main(void)
 
     test_create_errors();
     CHECK_EQ(virtio_blk_create(&dev, &rw_cfg, &fv.loop), 0);
-    CHECK_EQ(virtio_mmio_init(&dev, &fv.vm, &fv.loop, VIRTIO_MMIO_BASE, VIRTIO_IRQ_FIRST), 0);
+    CHECK_EQ(virtio_mmio_init(&dev, &fv.vm, &fv.loop, FAKE_VIRTIO_BASE, FAKE_VIRTIO_IRQ), 0);
     CHECK_EQ(virtio_blk_create(&rodev, &ro_cfg, &fv.loop), 0);
-    CHECK_EQ(virtio_mmio_init(&rodev, &fv.vm, &fv.loop, VIRTIO_MMIO_BASE + VIRTIO_MMIO_SIZE,
-                              VIRTIO_IRQ_FIRST + 1),
+    rodev.slot = 1; /* the machine's second device: its default serial number says so */
+    CHECK_EQ(virtio_mmio_init(&rodev, &fv.vm, &fv.loop, FAKE_VIRTIO_BASE + VIRTIO_MMIO_SIZE,
+                              FAKE_VIRTIO_IRQ + 1),
              0);
     /* No loop: the same device with synchronous I/O. */
     CHECK_EQ(virtio_blk_create(&syncdev, &rw_cfg, NULL), 0);
-    CHECK_EQ(virtio_mmio_init(&syncdev, &fv.vm, NULL, VIRTIO_MMIO_BASE + 2 * VIRTIO_MMIO_SIZE,
-                              VIRTIO_IRQ_FIRST + 2),
+    CHECK_EQ(virtio_mmio_init(&syncdev, &fv.vm, NULL, FAKE_VIRTIO_BASE + 2 * VIRTIO_MMIO_SIZE,
+                              FAKE_VIRTIO_IRQ + 2),
              0);
 
     test_identity_and_config();
@@ -862,8 +873,12 @@ int main(void)
     test_bad_requests();
     test_readonly();
     test_batch();
-    test_more_chains_than_slots();
-    test_reset_in_flight();
+    if (uring_usable()) { /* requests stay in flight only on io_uring */
+        test_more_chains_than_slots();
+        test_reset_in_flight();
+    } else {
+        printf("blk: io_uring unavailable here (qemu-user?): in-flight tests skipped\n");
+    }
     test_same_head_forever();
     test_change_medium_in_flight();
     test_change_medium_refuses_fifo();

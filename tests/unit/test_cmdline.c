@@ -1,5 +1,6 @@
 /* Unit tests for kernel command-line assembly: defaults, user text, init args, limits. */
 #include "check.h"
+#include "arch.h"
 #include "cmdline.h"
 
 #include <errno.h>
@@ -57,7 +58,7 @@ int main(void)
 
     /* The defaults are what the README promises. */
     CHECK(strstr(cmdline_default(CONSOLE_KIND_SERIAL), "console=ttyS0") != NULL);
-    CHECK(strstr(cmdline_default(CONSOLE_KIND_SERIAL), "reboot=k") != NULL);
+    CHECK(strstr(cmdline_default(CONSOLE_KIND_SERIAL), arch_map.cmdline_default) != NULL);
     CHECK(strstr(cmdline_default(CONSOLE_KIND_SERIAL), "panic=1") != NULL);
     CHECK(strstr(cmdline_default(CONSOLE_KIND_NONE), "console=") == NULL);
     CHECK(strstr(cmdline_default(CONSOLE_KIND_VIRTIO), "console=hvc0") != NULL);

@@ -4,7 +4,6 @@
 #include "clock.h"
 #include "exec_io.h"
 #include "fake_vm.h"
-#include "layout.h"
 #include "virtio_devices.h"
 #include "vm.h"
 
@@ -16,7 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define BASE        VIRTIO_MMIO_BASE
+#define BASE        FAKE_VIRTIO_BASE
 #define F_MULTIPORT (1ULL << 1)
 #define CTRL_TX     3
 #define STDOUT_TX   5
@@ -117,7 +116,7 @@ int main(void)
     /* stdout: a socket nobody reads, opened the way `ember exec` opens it. */
     CHECK_EQ(out_stream_open(&io.out, out_sock[0]), 0);
     CHECK_EQ(virtio_exec_ports_create(&dev, &io, &fv.loop), 0);
-    CHECK_EQ(virtio_mmio_init(&dev, &fv.vm, &fv.loop, BASE, VIRTIO_IRQ_FIRST), 0);
+    CHECK_EQ(virtio_mmio_init(&dev, &fv.vm, &fv.loop, BASE, FAKE_VIRTIO_IRQ), 0);
 
     test_control_same_head_forever();
     test_output_same_head_forever();

@@ -1,7 +1,8 @@
-/* Unit tests for the checked guest-memory accessor: bounds, overflow, the MMIO hole split. */
+/* Unit tests for the checked guest-memory accessor: bounds, overflow, the layouts (RAM split
+ * around a hole, RAM above the devices). */
 #include "check.h"
+#include "fake_vm.h"
 #include "guest_mem.h"
-#include "layout.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -9,11 +10,13 @@
 
 int main(void)
 {
+    static const struct guest_ram_layout high = {.base = 1ULL << 32};
+    static const struct guest_ram_layout bad = {.base = 1ULL << 32, 1ULL << 30, 2ULL << 30};
     struct guest_mem gm;
     uint8_t buf[16] = {1, 2, 3, 4};
 
     /* Small guest: one region. */
-    CHECK_EQ(guest_mem_init(&gm, 64ULL << 20, 0), 0);
+    CHECK_EQ(guest_mem_init(&gm, &fake_ram_layout, 64ULL << 20, 0), 0);
     CHECK_EQ(gm.nr_regions, 1);
     CHECK(guest_ptr(&gm, 0, 64ULL << 20) != NULL);
     CHECK(guest_ptr(&gm, 1, 64ULL << 20) == NULL);
@@ -28,28 +31,41 @@ int main(void)
     CHECK_EQ(guest_read(&gm, 0x1000, buf, 4), 0);
     CHECK_EQ(buf[3], 4);
     CHECK_EQ(guest_read(&gm, (64ULL << 20) - 2, buf, 4), -EFAULT);
-    CHECK_EQ(guest_write(&gm, MMIO_HOLE_START, buf, 1), -EFAULT);
+    CHECK_EQ(guest_write(&gm, FAKE_HOLE_START, buf, 1), -EFAULT);
     CHECK_EQ(guest_mem_low_end(&gm), 64ULL << 20);
     guest_mem_free(&gm);
 
     /* Large guest: split around the 32-bit MMIO hole. */
-    CHECK_EQ(guest_mem_init(&gm, 5ULL << 30, 0), 0);
+    CHECK_EQ(guest_mem_init(&gm, &fake_ram_layout, 5ULL << 30, 0), 0);
     CHECK_EQ(gm.nr_regions, 2);
-    CHECK_EQ(guest_mem_low_end(&gm), MMIO_HOLE_START);
-    CHECK_EQ(gm.region[1].gpa, MMIO_HOLE_END);
-    CHECK_EQ(gm.region[1].size, (5ULL << 30) - MMIO_HOLE_START);
-    CHECK(guest_ptr(&gm, MMIO_HOLE_START - 4, 4) != NULL);
-    CHECK(guest_ptr(&gm, MMIO_HOLE_START - 4, 8) == NULL); /* would run into the hole */
-    CHECK(guest_ptr(&gm, MMIO_HOLE_START, 1) == NULL);
-    CHECK(guest_ptr(&gm, MMIO_HOLE_END - 1, 1) == NULL);
-    CHECK(guest_ptr(&gm, MMIO_HOLE_END, 1) != NULL);
-    CHECK(guest_ptr(&gm, MMIO_HOLE_END + gm.region[1].size - 8, 8) != NULL);
-    CHECK(guest_ptr(&gm, MMIO_HOLE_END + gm.region[1].size - 8, 9) == NULL);
+    CHECK_EQ(guest_mem_low_end(&gm), FAKE_HOLE_START);
+    CHECK_EQ(gm.region[1].gpa, FAKE_HOLE_END);
+    CHECK_EQ(gm.region[1].size, (5ULL << 30) - FAKE_HOLE_START);
+    CHECK(guest_ptr(&gm, FAKE_HOLE_START - 4, 4) != NULL);
+    CHECK(guest_ptr(&gm, FAKE_HOLE_START - 4, 8) == NULL); /* would run into the hole */
+    CHECK(guest_ptr(&gm, FAKE_HOLE_START, 1) == NULL);
+    CHECK(guest_ptr(&gm, FAKE_HOLE_END - 1, 1) == NULL);
+    CHECK(guest_ptr(&gm, FAKE_HOLE_END, 1) != NULL);
+    CHECK(guest_ptr(&gm, FAKE_HOLE_END + gm.region[1].size - 8, 8) != NULL);
+    CHECK(guest_ptr(&gm, FAKE_HOLE_END + gm.region[1].size - 8, 9) == NULL);
     /* The high region's host memory follows the low one's in the single mapping. */
-    CHECK((uint8_t *)guest_ptr(&gm, MMIO_HOLE_END, 1) ==
-          (uint8_t *)guest_ptr(&gm, 0, 1) + MMIO_HOLE_START);
+    CHECK((uint8_t *)guest_ptr(&gm, FAKE_HOLE_END, 1) ==
+          (uint8_t *)guest_ptr(&gm, 0, 1) + FAKE_HOLE_START);
     guest_mem_free(&gm);
 
-    CHECK_EQ(guest_mem_init(&gm, 0, 0), -EINVAL);
+    /* RAM above the devices (aarch64): one region from its base, whatever the size. */
+    CHECK_EQ(guest_mem_init(&gm, &high, 5ULL << 30, 0), 0);
+    CHECK_EQ(gm.nr_regions, 1);
+    CHECK_EQ(gm.region[0].gpa, 1ULL << 32);
+    CHECK_EQ(gm.region[0].size, 5ULL << 30);
+    CHECK(guest_ptr(&gm, 0, 1) == NULL);
+    CHECK(guest_ptr(&gm, (1ULL << 32) - 1, 1) == NULL);
+    CHECK(guest_ptr(&gm, 1ULL << 32, 5ULL << 30) != NULL);
+    CHECK(guest_ptr(&gm, (1ULL << 32) + (5ULL << 30), 1) == NULL);
+    CHECK_EQ(guest_mem_low_end(&gm), 5ULL << 30);
+    guest_mem_free(&gm);
+
+    CHECK_EQ(guest_mem_init(&gm, &fake_ram_layout, 0, 0), -EINVAL);
+    CHECK_EQ(guest_mem_init(&gm, &bad, 64ULL << 20, 0), -EINVAL); /* the hole below the base */
     return check_done("guest_mem");
 }

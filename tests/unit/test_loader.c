@@ -1,6 +1,8 @@
 /* Unit tests for the kernel loaders: synthetic bzImage and ELF files, valid and malformed. */
 #include "bootparams.h"
 #include "check.h"
+#include "arch.h"
+#include "cmdline.h"
 #include "layout.h"
 #include "loader.h"
 #include "pvh.h"
@@ -272,7 +274,7 @@ static void test_bzimage_placement(void)
     struct guest_mem gm;
     struct boot_setup bs;
 
-    CHECK_EQ(guest_mem_init(&gm, 16 * MiB, 0), 0);
+    CHECK_EQ(guest_mem_init(&gm, &arch_map.ram, 16 * MiB, 0), 0);
     make_bzimage();
     CHECK_EQ(load_bzimage(&gm, bz, sizeof(bz), &base_params, &bs), 0);
     CHECK_EQ(bs.entry, HIMEM_START + 0x200);
@@ -780,7 +782,7 @@ static void test_guest_images(void)
         printf("skipped: no guest image\n");
         return;
     }
-    CHECK_EQ(guest_mem_init(&gm, 512 * MiB, 0), 0);
+    CHECK_EQ(guest_mem_init(&gm, &arch_map.ram, 512 * MiB, 0), 0);
     if (have_bz) {
         CHECK_EQ(load_files(&gm, bzpath, NULL, "console=ttyS0", &bs), 0);
         CHECK_EQ(bs.proto, BOOT_LINUX64);
@@ -819,7 +821,7 @@ static void run_in(uint64_t ram)
 {
     struct guest_mem gm;
 
-    CHECK_EQ(guest_mem_init(&gm, ram, 0), 0);
+    CHECK_EQ(guest_mem_init(&gm, &arch_map.ram, ram, 0), 0);
     if (!gm.mapping)
         return;
     test_bzimage(&gm, ram);
@@ -849,7 +851,7 @@ int main(void)
     run_in(64 * MiB);
     run_in(5 * GiB);
     test_bzimage_placement();
-    CHECK_EQ(guest_mem_init(&gm, 64 * MiB, 0), 0);
+    CHECK_EQ(guest_mem_init(&gm, &arch_map.ram, 64 * MiB, 0), 0);
     test_mutations(&gm);
     guest_mem_free(&gm);
     test_guest_images();

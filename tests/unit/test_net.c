@@ -1,7 +1,6 @@
 /* Unit tests for virtio-net without KVM: tx checks, rx and backpressure, slirp, TAP flag errors. */
 #include "check.h"
 #include "fake_vm.h"
-#include "layout.h"
 #include "net_backend.h"
 #include "virtio.h"
 #include "virtio_devices.h"
@@ -135,8 +134,8 @@ static void setup_queue(struct dev_under_test *t, struct fake_queue *q, int inde
 static void driver_up(struct dev_under_test *t, uint64_t features)
 {
     CHECK_EQ(fake_negotiate(&fv, t->base, features), S_ACK | S_DRV | S_FOK);
-    setup_queue(t, &t->rx, 0, 0x10000 + (t->base - VIRTIO_MMIO_BASE) * 16);
-    setup_queue(t, &t->tx, 1, 0x18000 + (t->base - VIRTIO_MMIO_BASE) * 16);
+    setup_queue(t, &t->rx, 0, 0x10000 + (t->base - FAKE_VIRTIO_BASE) * 16);
+    setup_queue(t, &t->tx, 1, 0x18000 + (t->base - FAKE_VIRTIO_BASE) * 16);
     wr(t, R_STATUS, S_DRIVER_UP);
     run_loop(2, 0);
 }
@@ -218,7 +217,7 @@ static void create_fake(struct dev_under_test *t, uint64_t base, bool vnet_hdr)
 
     t->base = base;
     CHECK_EQ(virtio_net_create_with(&t->dev, fake_open(vnet_hdr), mac, &fv.loop), 0);
-    CHECK_EQ(virtio_mmio_init(&t->dev, &fv.vm, &fv.loop, base, VIRTIO_IRQ_FIRST), 0);
+    CHECK_EQ(virtio_mmio_init(&t->dev, &fv.vm, &fv.loop, base, FAKE_VIRTIO_IRQ), 0);
 }
 
 /* ---- tests ---- */
@@ -463,7 +462,7 @@ static void test_plain_backend(void)
     static struct dev_under_test t;
     struct virtio_net_hdr_v1 h = {0};
 
-    create_fake(&t, VIRTIO_MMIO_BASE + VIRTIO_MMIO_SIZE, false);
+    create_fake(&t, FAKE_VIRTIO_BASE + VIRTIO_MMIO_SIZE, false);
     wr(&t, R_DEV_FEAT_SEL, 0);
     CHECK_EQ(rd(&t, R_DEV_FEAT) & (F(CSUM) | F(GUEST_CSUM) | F(HOST_TSO4)), 0);
     driver_up(&t, VERSION_1 | F(MAC) | F(STATUS));
@@ -546,9 +545,9 @@ static void test_slirp(void)
     cfg.fwd[0] = (struct hostfwd){.host_addr = htonl(INADDR_LOOPBACK),
                                   .host_port = (uint16_t)free_port(),
                                   .guest_port = 80};
-    t.base = VIRTIO_MMIO_BASE + 2 * VIRTIO_MMIO_SIZE;
+    t.base = FAKE_VIRTIO_BASE + 2 * VIRTIO_MMIO_SIZE;
     CHECK_EQ(virtio_net_create(&t.dev, &cfg, &fv.loop), 0);
-    CHECK_EQ(virtio_mmio_init(&t.dev, &fv.vm, &fv.loop, t.base, VIRTIO_IRQ_FIRST + 2), 0);
+    CHECK_EQ(virtio_mmio_init(&t.dev, &fv.vm, &fv.loop, t.base, FAKE_VIRTIO_IRQ + 2), 0);
     driver_up(&t, VERSION_1 | F(MAC) | F(STATUS));
 
     /* slirp answers an ARP request for its host address at once. */
@@ -621,7 +620,7 @@ int main(void)
 
     fake_vm_init(&fv, 16ULL << 20);
 
-    create_fake(&t, VIRTIO_MMIO_BASE, true);
+    create_fake(&t, FAKE_VIRTIO_BASE, true);
     test_identity(&t);
     driver_up(&t, VERSION_1 | F(MAC) | F(STATUS) | F(CSUM) | F(GUEST_CSUM) | F(HOST_TSO4) |
                           F(GUEST_TSO4));

@@ -3,7 +3,6 @@
 #include "clock.h"
 #include "fake_vm.h"
 #include "log.h"
-#include "layout.h"
 #include "virtio_devices.h"
 #include "vm.h"
 
@@ -13,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define BASE VIRTIO_MMIO_BASE
+#define BASE FAKE_VIRTIO_BASE
 
 #define QSIZE     64
 #define DESC_GPA  0x10000ULL
@@ -168,7 +167,7 @@ static void test_many(void)
 /* Bad chains: the device is marked broken until reset; nothing is written outside RAM. */
 static void test_hostile(void)
 {
-    struct fake_buf outside[1] = {{MMIO_HOLE_START - 16, 64, F_WRITE}};
+    struct fake_buf outside[1] = {{FAKE_HOLE_START - 16, 64, F_WRITE}};
     struct fake_buf ok[1] = {{DATA_GPA, 16, F_WRITE}};
 
     driver_up();
@@ -226,7 +225,7 @@ static int lines_with(FILE *f, const char *text)
  * printed a few times, the rest only counted (query-metrics: guest-log-suppressed). */
 static void test_broken_again_and_again_is_not_a_log_flood(void)
 {
-    struct fake_buf outside[1] = {{MMIO_HOLE_START - 16, 64, F_WRITE}};
+    struct fake_buf outside[1] = {{FAKE_HOLE_START - 16, 64, F_WRITE}};
     FILE *log = tmpfile();
     int saved = dup(STDERR_FILENO), printed, rounds = 500;
     uint64_t suppressed0 = log_guest_suppressed(&dev.log_limit);
@@ -257,7 +256,7 @@ int main(void)
 {
     fake_vm_init(&fv, 16ULL << 20);
     CHECK_EQ(virtio_rng_create(&dev, &fv.loop), 0);
-    CHECK_EQ(virtio_mmio_init(&dev, &fv.vm, &fv.loop, BASE, VIRTIO_IRQ_FIRST), 0);
+    CHECK_EQ(virtio_mmio_init(&dev, &fv.vm, &fv.loop, BASE, FAKE_VIRTIO_IRQ), 0);
 
     test_fill();
     test_bounded();

@@ -4,7 +4,6 @@
 #include "check.h"
 #include "devices.h"
 #include "fake_vm.h"
-#include "layout.h"
 #include "snapshot_format.h"
 #include "virtio_devices.h"
 #include "vm.h"
@@ -14,7 +13,7 @@
 #include <sys/mman.h>
 #include <xxhash.h>
 
-#define BASE      VIRTIO_MMIO_BASE
+#define BASE      FAKE_VIRTIO_BASE
 #define QSIZE     16
 #define DESC_GPA  0x10000ULL
 #define AVAIL_GPA 0x14000ULL
@@ -155,7 +154,7 @@ static void test_serial_state(void)
     char err[256];
 
     fake_vm_init(&f, RAM);
-    CHECK_EQ(serial_init(&a, &f.vm, &con, COM1_PORT, COM1_IRQ, -1), 0);
+    CHECK_EQ(serial_init(&a, &f.vm, &con, &f.vm.pio, FAKE_UART_PORT, FAKE_UART_IRQ, -1), 0);
     a.lcr = 3;
     a.ier = 1;
     a.scr = 0x5a;
@@ -187,7 +186,7 @@ static void rng_up(struct fake_vm *f, struct virtio_dev *d, int slot, struct fak
 {
     CHECK_EQ(virtio_rng_create(d, &f->loop), 0);
     CHECK_EQ(virtio_mmio_init(d, &f->vm, &f->loop, BASE + (uint64_t)slot * VIRTIO_MMIO_SIZE,
-                              VIRTIO_IRQ_FIRST + (uint32_t)slot),
+                              FAKE_VIRTIO_IRQ + (uint32_t)slot),
              0);
     if (!q)
         return;
@@ -264,7 +263,7 @@ static void test_virtio_device_goes_on(void)
     virtio_mmio_destroy(&e);
     /* So is a device of another type in that slot. */
     CHECK_EQ(virtio_console_create(&e, &con, NULL), 0);
-    CHECK_EQ(virtio_mmio_init(&e, &g.vm, NULL, BASE + 2 * VIRTIO_MMIO_SIZE, VIRTIO_IRQ_FIRST + 2),
+    CHECK_EQ(virtio_mmio_init(&e, &g.vm, NULL, BASE + 2 * VIRTIO_MMIO_SIZE, FAKE_VIRTIO_IRQ + 2),
              0);
     CHECK(restore_from(&e, &b, err) < 0);
     CHECK(strstr(err, "virtio-rng") != NULL);

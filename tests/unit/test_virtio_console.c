@@ -2,7 +2,6 @@
  * input goes only into posted buffers, hostile chains. */
 #include "check.h"
 #include "fake_vm.h"
-#include "layout.h"
 #include "virtio_devices.h"
 #include "vm.h"
 
@@ -16,7 +15,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#define BASE VIRTIO_MMIO_BASE
+#define BASE FAKE_VIRTIO_BASE
 
 #define RXQ       0
 #define TXQ       1
@@ -312,7 +311,7 @@ static void test_input(void)
 /* Hostile chains mark the device broken; nothing crashes, nothing is written. */
 static void test_hostile(void)
 {
-    struct fake_buf outside[1] = {{MMIO_HOLE_START, 64, 0}};
+    struct fake_buf outside[1] = {{FAKE_HOLE_START, 64, 0}};
     struct fake_buf wrap[1] = {{UINT64_MAX - 8, 64, F_WRITE}};
     uint64_t head = con.head;
 
@@ -404,7 +403,7 @@ int main(void)
     setup_console();
 
     CHECK_EQ(virtio_console_create(&dev, &con, &fv.loop), 0);
-    CHECK_EQ(virtio_mmio_init(&dev, &fv.vm, &fv.loop, BASE, VIRTIO_IRQ_FIRST), 0);
+    CHECK_EQ(virtio_mmio_init(&dev, &fv.vm, &fv.loop, BASE, FAKE_VIRTIO_IRQ), 0);
     CHECK(con.input && con.input_room && con.output_space);
 
     test_identity();

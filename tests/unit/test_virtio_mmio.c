@@ -1,7 +1,6 @@
 /* Unit tests for the virtio-mmio register file, driven through the bus without KVM (vm_fd -1). */
 #include "check.h"
 #include "fake_vm.h"
-#include "layout.h"
 #include "virtio.h"
 #include "vm.h"
 
@@ -10,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define BASE VIRTIO_MMIO_BASE
+#define BASE FAKE_VIRTIO_BASE
 
 #define DESC_GPA  0x10000ULL
 #define AVAIL_GPA 0x20000ULL
@@ -292,7 +291,7 @@ static void test_queue_setup(void)
     wr(R_QUEUE_READY, 1);
     CHECK_EQ(rd(R_QUEUE_READY), 0);
     wr(R_DESC_HI, 0);
-    wr(R_DEVICE_LO, (uint32_t)MMIO_HOLE_START);
+    wr(R_DEVICE_LO, (uint32_t)FAKE_HOLE_START);
     wr(R_QUEUE_READY, 1);
     CHECK_EQ(rd(R_QUEUE_READY), 0);
     wr(R_DEVICE_LO, (uint32_t)USED_GPA);
@@ -431,7 +430,7 @@ static void test_activation_failures(void)
     ack_features(1ULL << 32);
     wr(R_STATUS, S_ACK | S_DRV | S_FOK);
     setup_queue0();
-    dev.vq[0].used_gpa = MMIO_HOLE_START;
+    dev.vq[0].used_gpa = FAKE_HOLE_START;
     n_activate = 0;
     wr(R_STATUS, S_ACK | S_DRV | S_FOK | S_DOK);
     CHECK(dev.broken);
@@ -505,7 +504,7 @@ int main(void)
             .queue_max = {256, 64},
             .ops = &ops,
     };
-    CHECK_EQ(virtio_mmio_init(&dev, &fv.vm, &fv.loop, BASE, VIRTIO_IRQ_FIRST), 0);
+    CHECK_EQ(virtio_mmio_init(&dev, &fv.vm, &fv.loop, BASE, FAKE_VIRTIO_IRQ), 0);
     CHECK(dev.irq_fd >= 0 && dev.vq[0].kick_fd >= 0 && dev.vq[1].kick_fd >= 0);
     CHECK_EQ(dev.features, 1ULL | (1ULL << 28) | (1ULL << 29) | (1ULL << 32));
 

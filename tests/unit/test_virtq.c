@@ -1,7 +1,7 @@
 /* Unit tests for split virtqueues against fake guest memory: chains, indirect, EVENT_IDX, abuse. */
 #include "check.h"
+#include "fake_vm.h"
 #include "guest_mem.h"
-#include "layout.h"
 #include "virtio.h"
 
 #include <errno.h>
@@ -404,8 +404,8 @@ static void test_addresses(void)
     CHECK_EQ(pop_one(MEM_SIZE - 1, 1, F_WRITE), 1);
     CHECK_EQ(pop_one(MEM_SIZE - 16, 17, 0), -EINVAL); /* crosses the end */
     CHECK_EQ(pop_one(MEM_SIZE, 1, 0), -EINVAL);       /* just outside */
-    CHECK_EQ(pop_one(MMIO_HOLE_START, 4, F_WRITE), -EINVAL);
-    CHECK_EQ(pop_one(VIRTIO_MMIO_BASE + 0x70, 4, F_WRITE), -EINVAL);
+    CHECK_EQ(pop_one(FAKE_HOLE_START, 4, F_WRITE), -EINVAL);
+    CHECK_EQ(pop_one(FAKE_VIRTIO_BASE + 0x70, 4, F_WRITE), -EINVAL);
     CHECK_EQ(pop_one(UINT64_MAX, 1, 0), -EINVAL);
     CHECK_EQ(pop_one(UINT64_MAX - 7, 16, 0), -EINVAL); /* wraps around 2^64 */
     CHECK_EQ(pop_one(UINT64_MAX - 7, 16, F_WRITE), -EINVAL);
@@ -427,18 +427,18 @@ static void test_big_memory(void)
     struct guest_mem small = gm;
     uint64_t high;
 
-    if (guest_mem_init(&gm, 5ULL << 30, 0)) {
+    if (guest_mem_init(&gm, &fake_ram_layout, 5ULL << 30, 0)) {
         printf("virtq: skipping big-memory tests (cannot reserve 5 GiB)\n");
         gm = small;
         return;
     }
-    high = MMIO_HOLE_END + gm.region[1].size;
-    CHECK_EQ(pop_one(MMIO_HOLE_START - 8, 8, 0), 1);
-    CHECK_EQ(pop_one(MMIO_HOLE_START - 8, 9, 0), -EINVAL);          /* runs into the hole */
-    CHECK_EQ(pop_one(MMIO_HOLE_START - 8, 0x40000010, 0), -EINVAL); /* across it */
-    CHECK_EQ(pop_one(MMIO_HOLE_START + 0x1000, 8, 0), -EINVAL);
-    CHECK_EQ(pop_one(MMIO_HOLE_END - 4, 8, 0), -EINVAL);
-    CHECK_EQ(pop_one(MMIO_HOLE_END, 8, F_WRITE), 1);
+    high = FAKE_HOLE_END + gm.region[1].size;
+    CHECK_EQ(pop_one(FAKE_HOLE_START - 8, 8, 0), 1);
+    CHECK_EQ(pop_one(FAKE_HOLE_START - 8, 9, 0), -EINVAL);          /* runs into the hole */
+    CHECK_EQ(pop_one(FAKE_HOLE_START - 8, 0x40000010, 0), -EINVAL); /* across it */
+    CHECK_EQ(pop_one(FAKE_HOLE_START + 0x1000, 8, 0), -EINVAL);
+    CHECK_EQ(pop_one(FAKE_HOLE_END - 4, 8, 0), -EINVAL);
+    CHECK_EQ(pop_one(FAKE_HOLE_END, 8, F_WRITE), 1);
     CHECK_EQ(pop_one(high - 8, 8, F_WRITE), 1);
     CHECK_EQ(pop_one(high - 8, 9, F_WRITE), -EINVAL);
 
@@ -619,7 +619,7 @@ static void test_check(void)
     CHECK_EQ(virtq_check(&q), 0);
     q.used_gpa += 4; /* avail_event would be outside */
     CHECK_EQ(virtq_check(&q), -EINVAL);
-    q.used_gpa = MMIO_HOLE_START;
+    q.used_gpa = FAKE_HOLE_START;
     CHECK_EQ(virtq_check(&q), -EINVAL);
     q.used_gpa = UINT64_MAX - 15;
     CHECK_EQ(virtq_check(&q), -EINVAL);
@@ -639,7 +639,7 @@ static void test_check(void)
 
 int main(void)
 {
-    CHECK_EQ(guest_mem_init(&gm, MEM_SIZE, 0), 0);
+    CHECK_EQ(guest_mem_init(&gm, &fake_ram_layout, MEM_SIZE, 0), 0);
     test_simple();
     test_read_write_chain();
     test_wraparound();

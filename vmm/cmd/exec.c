@@ -1,5 +1,6 @@
 /* `ember exec`: a throwaway microVM for one command: spec, streams, images, jail, exit code. */
 #include "exec.h"
+#include "arch.h"
 #include "exec_io.h"
 #include "exec_snapshot.h"
 #include "exitcode.h"
@@ -159,7 +160,7 @@ static void default_images(struct vm_config *cfg)
     if (!dir || !*dir)
         dir = EMBER_IMAGES_DEFAULT;
     if (!cfg->kernel) {
-        snprintf(kernel, sizeof(kernel), "%s/bzImage", dir);
+        snprintf(kernel, sizeof(kernel), "%s/%s", dir, arch_map.kernel_image);
         cfg->kernel = kernel;
     }
     if (!cfg->initrd) {

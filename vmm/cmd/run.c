@@ -1,7 +1,7 @@
-/* `ember run`: assemble the microVM (devices, ACPI, kernel, vCPUs), run the event loop until
- * the guest stops, and turn the reason into ember's exit code. */
+/* `ember run`: assemble the microVM (vCPUs, devices, kernel, the machine's description), run
+ * the event loop until the guest stops, and turn the reason into ember's exit code. */
 #include "run.h"
-#include "acpi.h"
+#include "arch.h"
 #include "clock.h"
 #include "cmdline.h"
 #include "control.h"
@@ -11,7 +11,6 @@
 #include "exec_io.h"
 #include "exitcode.h"
 #include "ged.h"
-#include "layout.h"
 #include "jail.h"
 #include "log.h"
 #include "sandbox.h"
@@ -34,11 +33,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAX_VIRTIO (CONFIG_MAX_DISKS + CONFIG_MAX_NETS + 2)
+#define MAX_VIRTIO ARCH_MAX_VIRTIO
 /* What is still queued for slow readers when the VM stops gets this long, all of it together. */
 #define EXIT_FLUSH_MS 5000
-_Static_assert(MAX_VIRTIO <= VIRTIO_IRQ_LAST - VIRTIO_IRQ_FIRST + 1, "one GSI per device");
-_Static_assert(MAX_VIRTIO <= ACPI_MAX_VIRTIO, "every device in the DSDT");
 _Static_assert(MAX_VIRTIO <= SNAP_MAX_VIRTIO, "every device in a snapshot");
 
 struct machine {
@@ -260,59 +257,32 @@ static struct snap_parts parts(struct machine *m)
                                m->virtio, m->nr_virtio, m->cfg};
 }
 
-static int setup_acpi(struct machine *m)
+/* The bus a platform device of the map sits on. */
+static struct bus *bus_of(struct vm *vm, const struct arch_dev *d)
 {
-    struct acpi_mmio_dev vdev[MAX_VIRTIO];
-    struct acpi_config ac = {
-            .ncpus = m->cfg->cpus,
-            .serial_port = COM1_PORT,
-            .serial_irq = COM1_IRQ,
-            .pvpanic_port = PVPANIC_PORT,
-            .sleep_ctl_port = ACPI_SLEEP_CTL_PORT,
-            .sleep_sts_port = ACPI_SLEEP_STS_PORT,
-            .ged_addr = GED_GPA,
-            .ged_irq = GED_IRQ,
-            .virtio = vdev,
-            .nr_virtio = m->nr_virtio,
-    };
-    uint8_t *buf = guest_ptr(&m->vm.mem, ACPI_TABLES_GPA, ACPI_TABLES_MAX);
-    size_t used;
-    int err;
-
-    for (int i = 0; i < m->nr_virtio; i++)
-        vdev[i] =
-                (struct acpi_mmio_dev){m->virtio[i].mmio_base, VIRTIO_MMIO_SIZE, m->virtio[i].irq};
-    if (!buf) {
-        log_err("guest memory too small for the ACPI tables");
-        return -ENOMEM;
-    }
-    err = acpi_build(&ac, ACPI_TABLES_GPA, buf, ACPI_TABLES_MAX, &used);
-    if (err)
-        log_err("cannot build the ACPI tables: %s", strerror(-err));
-    return err;
+    return d->bus == ARCH_BUS_PIO ? &vm->pio : &vm->mmio;
 }
 
 static int setup_devices(struct machine *m)
 {
     struct vm *vm = &m->vm;
+    const struct arch_map *a = &arch_map;
     int err;
 
     /* With hvc0 as the console the UART stays (early boot messages, probing) but is mute. */
     err = serial_init(&m->serial, vm,
-                      m->cfg->console == CONSOLE_KIND_SERIAL ? &m->con : &m->con_off, COM1_PORT,
-                      COM1_IRQ, m->dev_wake_fd);
+                      m->cfg->console == CONSOLE_KIND_SERIAL ? &m->con : &m->con_off,
+                      bus_of(vm, &a->uart), a->uart.addr, a->uart.irq, m->dev_wake_fd);
     if (!err)
-        err = i8042_init(vm);
+        err = pvpanic_init(vm, bus_of(vm, &a->pvpanic), a->pvpanic.addr);
     if (!err)
-        err = pvpanic_init(vm, PVPANIC_PORT);
-    if (!err)
-        err = acpi_pm_init(vm, ACPI_SLEEP_CTL_PORT, ACPI_SLEEP_STS_PORT);
-    if (!err)
-        err = ctrl_page_init(&m->ctrl, vm, m->cfg->boot_timer, &m->start_wall);
+        err = ctrl_page_init(&m->ctrl, vm, a->ctrl_page, m->cfg->boot_timer, &m->start_wall);
     if (!err) /* exec's output still queued in the guest is written out after the stop */
         m->ctrl.stop_on_status = m->cfg->exec != NULL;
+    if (!err && a->power_button.bus != ARCH_BUS_NONE)
+        err = ged_init(&m->ged, vm, a->power_button.addr, a->power_button.irq);
     if (!err)
-        err = ged_init(&m->ged, vm, GED_GPA, GED_IRQ);
+        err = arch_add_devices(vm);
     if (err)
         log_err("cannot register the platform devices: %s", strerror(-err));
     return err;
@@ -342,8 +312,8 @@ static int build_failure_code(int err)
 static int add_virtio(struct machine *m, int err)
 {
     struct virtio_dev *d;
-    uint64_t base = VIRTIO_MMIO_BASE + (uint64_t)m->nr_virtio * VIRTIO_MMIO_SIZE;
-    uint32_t irq = VIRTIO_IRQ_FIRST + (uint32_t)m->nr_virtio;
+    uint64_t base = arch_map.virtio_base + (uint64_t)m->nr_virtio * VIRTIO_MMIO_SIZE;
+    uint32_t irq = arch_map.virtio_irq_first + (uint32_t)m->nr_virtio;
     size_t used = strlen(m->virtio_params);
 
     if (err)
@@ -351,6 +321,7 @@ static int add_virtio(struct machine *m, int err)
     if (m->nr_virtio < 0 || m->nr_virtio >= MAX_VIRTIO)
         return EXIT_VMM_ERROR; /* cannot happen: the config limits add up to MAX_VIRTIO */
     d = &m->virtio[m->nr_virtio];
+    d->slot = (unsigned)m->nr_virtio;
     /* Eventfds, KVM_IOEVENTFD, KVM_IRQFD, the loop: only the host can fail here. */
     err = virtio_mmio_init(d, &m->vm, &m->loop, base, irq);
     if (err) {
@@ -358,8 +329,10 @@ static int add_virtio(struct machine *m, int err)
             d->ops->destroy(d);
         return EXIT_VMM_ERROR;
     }
-    snprintf(m->virtio_params + used, sizeof(m->virtio_params) - used,
-             "%svirtio_mmio.device=4K@0x%llx:%u", used ? " " : "", (unsigned long long)base, irq);
+    if (arch_map.virtio_cmdline)
+        snprintf(m->virtio_params + used, sizeof(m->virtio_params) - used,
+                 "%svirtio_mmio.device=4K@0x%llx:%u", used ? " " : "", (unsigned long long)base,
+                 irq);
     m->nr_virtio++;
     return 0;
 }
@@ -398,11 +371,10 @@ static int setup_kernel(struct machine *m)
     const struct vm_config *cfg = m->cfg;
     char cmdline[CMDLINE_MAX];
     const char *base = cfg->no_default_cmdline ? NULL : cmdline_default(cfg->console);
-    struct load_params lp = {
+    struct arch_kernel k = {
             .kernel_path = cfg->kernel,
             .initrd_path = cfg->initrd,
             .cmdline = cmdline,
-            .rsdp_gpa = ACPI_TABLES_GPA,
     };
     int bad_arg = -1;
     int n = cmdline_build(cmdline, sizeof(cmdline), base, cfg->cmdline, m->virtio_params,
@@ -421,19 +393,35 @@ static int setup_kernel(struct machine *m)
         return -E2BIG;
     }
     log_debug("kernel command line: %s", cmdline);
-    return load_kernel(&m->vm.mem, &lp, &m->vm.boot);
+    return arch_load_kernel(&m->vm, &k);
+}
+
+/* Boot: the kernel, every vCPU's entry state, the machine's description (ACPI tables or
+ * device tree). 0 or the exit code. */
+static int boot_vm(struct machine *m)
+{
+    struct arch_machine am = {.nr_virtio = m->nr_virtio};
+    int err;
+
+    for (int i = 0; i < m->nr_virtio; i++)
+        am.virtio[i] = (struct arch_virtio){m->virtio[i].mmio_base, m->virtio[i].irq};
+    err = setup_kernel(m);
+    if (err)
+        return build_failure_code(err);
+    if (arch_vcpus_boot(&m->vm) || arch_describe(&m->vm, &am))
+        return EXIT_VMM_ERROR;
+    return 0;
 }
 
 /* A snapshot's machine: the devices get its state, the vCPUs and VM theirs; no kernel, no
- * ACPI tables (guest memory holds them). A snapshot that does not fit is the user's input. */
+ * machine description (guest memory holds them). A snapshot that does not fit is the user's
+ * input. */
 static int restore_vm(struct machine *m, const struct snapshot *snap)
 {
     struct snap_parts p = parts(m);
 
     if (snapshot_restore_devices(snap, &p))
         return EXIT_USAGE;
-    if (vm_open_vcpus(&m->vm))
-        return EXIT_VMM_ERROR;
     if (snapshot_restore_cpus(snap, &m->vm))
         return EXIT_USAGE;
     return 0;
@@ -444,14 +432,16 @@ static int restore_vm(struct machine *m, const struct snapshot *snap)
 static int build_vm(struct machine *m)
 {
     struct snapshot *snap = m->snap_restored ? NULL : m->cfg->snap;
-    int code = EXIT_VMM_ERROR, err;
+    int code = EXIT_VMM_ERROR;
 
     if (vm_create(&m->vm, m->kvm_fd, m->cfg->memory, m->cfg->cpus, m->cfg->hugepages,
                   snap ? snapshot_memory_fd(snap) : -1))
         return code;
     m->vm.boot_timer = m->cfg->boot_timer;
     m->vm.start_wall = m->start_wall;
-    if (setup_devices(m))
+    /* The vCPUs first: an architecture may need them before any interrupt exists (aarch64's
+     * vGIC is sized by them, and irqfds need the vGIC). */
+    if (vm_open_vcpus(&m->vm) || setup_devices(m))
         goto fail;
     code = setup_virtio(m);
     if (code)
@@ -467,14 +457,8 @@ static int build_vm(struct machine *m)
             goto fail;
         m->snap_restored = 1;
     } else {
-        if (setup_acpi(m))
-            goto fail;
-        err = setup_kernel(m);
-        if (err) {
-            code = build_failure_code(err);
-            goto fail;
-        }
-        if (vm_create_vcpus(&m->vm))
+        code = boot_vm(m);
+        if (code)
             goto fail;
     }
     control_vm_built(m->ctl, &(struct machine_view){&m->vm, m->virtio, m->nr_virtio, &m->ged,

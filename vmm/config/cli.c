@@ -1,5 +1,6 @@
 /* `ember run` command-line parsing into a vm_config, with one clear error per bad value. */
 #include "config.h"
+#include "arch.h"
 #include "cli_sandbox.h"
 #include "cmdline.h"
 #include "log.h"
@@ -96,7 +97,7 @@ void cli_usage_run(void)
            "Boot a Linux kernel in a microVM. Arguments after -- go to the guest's init\n"
            "(ember's guest images run them as a command and report its exit status).\n"
            "\n"
-           "  --kernel PATH          bzImage or ELF vmlinux (PVH entry used when present)\n"
+           "  --kernel PATH          %s\n"
            "  --initrd PATH          initramfs / initrd image\n"
            "  --cmdline STR          kernel command line, appended to ember's default\n"
            "  --no-default-cmdline   use --cmdline alone, without the default\n"
@@ -137,8 +138,8 @@ void cli_usage_run(void)
            "Exit codes: see README.md (0 guest powered off, its exit status when it set one,\n"
            "120 reset, 121 panic, 122 guest crash, 123 forbidden system call, 125 ember error,\n"
            "126 usage, 128+n signal).\n",
-           VM_MAX_CPUS, CONFIG_DEFAULT_CPUS, (unsigned long long)(CONFIG_DEFAULT_MEMORY >> 20),
-           cmdline_default(CONSOLE_KIND_SERIAL));
+           arch_map.kernel_formats, VM_MAX_CPUS, CONFIG_DEFAULT_CPUS,
+           (unsigned long long)(CONFIG_DEFAULT_MEMORY >> 20), cmdline_default(CONSOLE_KIND_SERIAL));
     cli_usage_sandbox();
 }
 

@@ -1,6 +1,7 @@
 /* The control socket's commands: argument checks, the state each command needs, and what it
  * does to the VM (docs/api.md describes every one). */
 #include "control.h"
+#include "arch.h"
 #include "devices.h"
 #include "ged.h"
 #include "hostfile.h"
@@ -462,6 +463,8 @@ static enum qmp_result cmd_system_powerdown(struct control *c, struct qmp_reques
 {
     int err = ged_power_button(c->mv.ged);
 
+    if (err == -ENODEV)
+        return qmp_error(req, NULL, "this %s machine has no power button", arch_map.name);
     if (err)
         return qmp_error(req, NULL, "cannot press the power button: KVM_IRQ_LINE: %s",
                          strerror(-err));

@@ -1,21 +1,23 @@
-/* Guest RAM: one mapping (anonymous, or a snapshot's memory file copy-on-write) split around
- * the MMIO hole, and its checked accessor. */
+/* Guest RAM: one mapping (anonymous, or a snapshot's memory file copy-on-write) placed by the
+ * architecture's layout, and its checked accessor. */
 #include "guest_mem.h"
-#include "layout.h"
 
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
 
 /* Anonymous RAM (fd < 0), or a private copy-on-write mapping of a snapshot's memory file. */
-static int map_ram(struct guest_mem *gm, uint64_t ram_size, int hugepages, int fd)
+static int map_ram(struct guest_mem *gm, const struct guest_ram_layout *l, uint64_t ram_size,
+                   int hugepages, int fd)
 {
     int flags = MAP_PRIVATE | MAP_NORESERVE | (fd < 0 ? MAP_ANONYMOUS : 0);
     uint64_t low = ram_size;
     void *p;
 
     memset(gm, 0, sizeof(*gm));
-    if (ram_size == 0 || ram_size > (1ULL << 46))
+    if (ram_size == 0 || ram_size > (1ULL << 46) || l->base > (1ULL << 46) ||
+        l->hole_end < l->hole_start || l->hole_end > (1ULL << 46) ||
+        (l->hole_start != l->hole_end && l->hole_start <= l->base))
         return -EINVAL;
     if (hugepages)
         flags |= MAP_HUGETLB;
@@ -27,26 +29,28 @@ static int map_ram(struct guest_mem *gm, uint64_t ram_size, int hugepages, int f
     gm->mapping = p;
     gm->mapping_size = ram_size;
     gm->ram_size = ram_size;
-    if (low > MMIO_HOLE_START)
-        low = MMIO_HOLE_START;
-    gm->region[0] = (struct guest_region){.gpa = 0, .size = low, .host = p};
+    if (l->hole_end > l->hole_start && low > l->hole_start - l->base)
+        low = l->hole_start - l->base;
+    gm->region[0] = (struct guest_region){.gpa = l->base, .size = low, .host = p};
     gm->nr_regions = 1;
     if (ram_size > low) {
         gm->region[1] = (struct guest_region){
-                .gpa = MMIO_HOLE_END, .size = ram_size - low, .host = (uint8_t *)p + low};
+                .gpa = l->hole_end, .size = ram_size - low, .host = (uint8_t *)p + low};
         gm->nr_regions = 2;
     }
     return 0;
 }
 
-int guest_mem_init(struct guest_mem *gm, uint64_t ram_size, int hugepages)
+int guest_mem_init(struct guest_mem *gm, const struct guest_ram_layout *l, uint64_t ram_size,
+                   int hugepages)
 {
-    return map_ram(gm, ram_size, hugepages, -1);
+    return map_ram(gm, l, ram_size, hugepages, -1);
 }
 
-int guest_mem_init_file(struct guest_mem *gm, uint64_t ram_size, int fd)
+int guest_mem_init_file(struct guest_mem *gm, const struct guest_ram_layout *l, uint64_t ram_size,
+                        int fd)
 {
-    return map_ram(gm, ram_size, 0, fd);
+    return map_ram(gm, l, ram_size, 0, fd);
 }
 
 void guest_mem_free(struct guest_mem *gm)

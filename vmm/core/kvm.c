@@ -1,5 +1,6 @@
 /* /dev/kvm: open it, check the API version and every capability ember relies on. */
 #include "vm.h"
+#include "arch.h"
 #include "log.h"
 
 #include <errno.h>
@@ -10,16 +11,10 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-static const struct {
-    int cap;
-    const char *name;
-} required_caps[] = {
+static const struct kvm_cap_need required_caps[] = {
+        /* Every architecture's; arch_kvm_check checks the architecture's own. */
         {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
         {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
-        {KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
-        {KVM_CAP_SET_IDENTITY_MAP_ADDR, "KVM_CAP_SET_IDENTITY_MAP_ADDR"},
-        {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
-        {KVM_CAP_PIT2, "KVM_CAP_PIT2"},
         {KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING"},
         {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
         {KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
@@ -27,18 +22,17 @@ static const struct {
         {KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE"},
 };
 
-static int module_loaded(const char *name)
+int kvm_check_caps(int kvm_fd, const struct kvm_cap_need *caps, size_t n)
 {
-    char path[64];
-
-    snprintf(path, sizeof(path), "/sys/module/%s", name);
-    return access(path, F_OK) == 0;
-}
-
-/* PVM runs guests without VT-x/AMD-V; standard kernels cannot boot there. */
-static int host_is_pvm(void)
-{
-    return module_loaded("kvm_pvm") && !module_loaded("kvm_intel") && !module_loaded("kvm_amd");
+    for (size_t i = 0; i < n; i++) {
+        if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, caps[i].cap) <= 0) {
+            log_err("/dev/kvm: missing capability %s; this host kernel's KVM is too old or "
+                    "restricted",
+                    caps[i].name);
+            return -ENOTSUP;
+        }
+    }
+    return 0;
 }
 
 int kvm_open(void)
@@ -48,14 +42,7 @@ int kvm_open(void)
 
     if (fd < 0) {
         err = -errno;
-        if (host_is_pvm())
-            log_err("cannot open /dev/kvm: %s; this host's KVM is PVM (module kvm_pvm) and is not "
-                    "usable here; run ember inside tests/kvmhost/run",
-                    strerror(-err));
-        else
-            log_err("cannot open /dev/kvm: %s; load kvm_intel or kvm_amd (needs VT-x/AMD-V), or "
-                    "run ember inside tests/kvmhost/run",
-                    strerror(-err));
+        log_err("cannot open /dev/kvm: %s; %s", strerror(-err), arch_kvm_hint());
         return err;
     }
     version = ioctl(fd, KVM_GET_API_VERSION, 0);
@@ -65,17 +52,12 @@ int kvm_open(void)
         close(fd);
         return -ENOTSUP;
     }
-    for (size_t i = 0; i < sizeof(required_caps) / sizeof(required_caps[0]); i++) {
-        if (ioctl(fd, KVM_CHECK_EXTENSION, required_caps[i].cap) <= 0) {
-            log_err("/dev/kvm: missing capability %s; this host kernel's KVM is too old or "
-                    "restricted",
-                    required_caps[i].name);
-            close(fd);
-            return -ENOTSUP;
-        }
+    err = kvm_check_caps(fd, required_caps, sizeof(required_caps) / sizeof(required_caps[0]));
+    if (!err)
+        err = arch_kvm_check(fd);
+    if (err) {
+        close(fd);
+        return err;
     }
-    if (host_is_pvm())
-        log_warn("this host's KVM is PVM (module kvm_pvm): standard guest kernels cannot run "
-                 "here, only PVM guest kernels and tiny guests; use tests/kvmhost/run");
     return fd;
 }

@@ -1,6 +1,6 @@
 /* vCPU threads: create each vCPU, run KVM_RUN in a loop and dispatch its exits. */
 #include "vm.h"
-#include "cpu.h"
+#include "arch.h"
 #include "log.h"
 #include "sandbox.h"
 
@@ -45,76 +45,13 @@ static int vcpu_open(struct vm *vm, int index)
     return 0;
 }
 
-/* CPUID, MSRs, LAPIC and registers for booting the loaded kernel. */
-static int vcpu_setup_boot(struct vm *vm, int index, struct kvm_cpuid2 *supported)
-{
-    struct vcpu *v = &vm->vcpu[index];
-    struct kvm_cpuid2 *cpuid;
-    size_t cpuid_size;
-    int err;
-
-    cpuid_size = sizeof(*supported) + supported->nent * sizeof(supported->entries[0]);
-    cpuid = malloc(cpuid_size);
-    if (!cpuid)
-        return -ENOMEM;
-    memcpy(cpuid, supported, cpuid_size);
-    cpuid_fixup(cpuid, index, vm->ncpus);
-    err = ioctl(v->fd, KVM_SET_CPUID2, cpuid) < 0 ? -errno : 0;
-    free(cpuid);
-    if (err) {
-        log_err("KVM_SET_CPUID2 on vCPU %d: %s", index, strerror(-err));
-        return err;
-    }
-    err = vcpu_setup_msrs(vm->kvm_fd, v->fd);
-    if (!err)
-        err = vcpu_setup_lapic(v->fd);
-    if (!err)
-        err = vcpu_setup_regs(v->fd, index, &vm->boot);
-    return err;
-}
-
-int vm_create_vcpus(struct vm *vm)
-{
-    struct kvm_cpuid2 *supported = cpuid_supported(vm->kvm_fd);
-    int err = 0;
-
-    if (!supported)
-        return -EIO;
-    err = boot_tables_setup(&vm->mem, &vm->boot);
-    for (int i = 0; !err && i < vm->ncpus; i++) {
-        err = vcpu_open(vm, i);
-        if (!err)
-            err = vcpu_setup_boot(vm, i, supported);
-    }
-    free(supported);
-    return err;
-}
-
 int vm_open_vcpus(struct vm *vm)
 {
     int err = 0;
 
     for (int i = 0; !err && i < vm->ncpus; i++)
         err = vcpu_open(vm, i);
-    return err;
-}
-
-static void handle_io(struct vcpu *v)
-{
-    struct kvm_run *run = v->run;
-    uint32_t size = run->io.size, count = run->io.count;
-    uint8_t *data = (uint8_t *)run + run->io.data_offset;
-
-    /* The data area is inside the kvm_run mapping; refuse anything that is not. */
-    if (size == 0 || size > 8 || run->io.data_offset >= v->run_size ||
-        (uint64_t)size * count > v->run_size - run->io.data_offset)
-        return;
-    for (uint32_t i = 0; i < count; i++, data += size) {
-        if (run->io.direction == KVM_EXIT_IO_OUT)
-            bus_write(&v->vm->pio, run->io.port, data, size);
-        else
-            bus_read(&v->vm->pio, run->io.port, data, size);
-    }
+    return err ? err : arch_vcpus_init(vm);
 }
 
 static void handle_mmio(struct vcpu *v)
@@ -156,29 +93,11 @@ static int handle_exit(struct vcpu *v)
     if (run->exit_reason < sizeof(v->exits) / sizeof(v->exits[0]))
         atomic_fetch_add(&v->exits[run->exit_reason], 1);
     switch (run->exit_reason) {
-    case KVM_EXIT_IO:
-        handle_io(v);
-        return 1;
     case KVM_EXIT_MMIO:
         handle_mmio(v);
         return 1;
     case KVM_EXIT_INTR:
         return 1;
-    case KVM_EXIT_SHUTDOWN: {
-        /* A triple fault: what real hardware turns into a reset. Say so: it is a guest bug. */
-        struct kvm_regs regs;
-        int got = ioctl(v->fd, KVM_GET_REGS, &regs) == 0;
-
-        /* On AMD SVM, KVM reinitializes the vCPU (rip 0xfff0) before it reports the shutdown. */
-        if (got && regs.rip != 0xfff0)
-            log_warn("vCPU %d: triple fault at rip 0x%llx; treating it as a reset", v->index,
-                     (unsigned long long)regs.rip);
-        else
-            log_warn("vCPU %d: triple fault (rip unknown: %s); treating it as a reset", v->index,
-                     got ? "KVM reset the vCPU before reporting it" : "KVM_GET_REGS failed");
-        vm_request_stop(v->vm, STOP_RESET);
-        return 0;
-    }
     case KVM_EXIT_SYSTEM_EVENT:
         handle_system_event(v);
         return 0;
@@ -193,14 +112,15 @@ static int handle_exit(struct vcpu *v)
                 v->index, run->internal.suberror);
         vm_request_stop(v->vm, STOP_CRASH);
         return 0;
-    case KVM_EXIT_HLT:
-        /* Only without an in-kernel LAPIC; treat a halted boot CPU as powered off. */
-        vm_request_stop(v->vm, STOP_POWEROFF);
-        return 0;
-    default:
+    default: {
+        int ret = arch_vcpu_exit(v);
+
+        if (ret >= 0)
+            return ret;
         log_err("vCPU %d: unexpected KVM exit reason %u", v->index, run->exit_reason);
         vm_request_stop(v->vm, STOP_CRASH);
         return 0;
+    }
     }
 }
 

@@ -1,7 +1,7 @@
-/* VM lifecycle: create the KVM VM with its irqchip, PIT and memory; start, stop, join vCPUs. */
+/* VM lifecycle: create the KVM VM with its architecture's set-up and memory; start, stop,
+ * join vCPUs. */
 #include "vm.h"
-#include "cpu.h"
-#include "layout.h"
+#include "arch.h"
 #include "log.h"
 
 #include <errno.h>
@@ -36,27 +36,11 @@ static int set_memory(struct vm *vm)
     return 0;
 }
 
-/* KVM's 8259s start unmasked with vector base 0: a guest that never programs them (Linux
- * on hardware-reduced ACPI) would take device interrupts as exceptions. Start masked; a
- * guest that uses the PICs programs its own masks. */
-static int mask_pics(struct vm *vm)
-{
-    for (uint32_t chip = KVM_IRQCHIP_PIC_MASTER; chip <= KVM_IRQCHIP_PIC_SLAVE; chip++) {
-        struct kvm_irqchip ic = {.chip_id = chip};
-
-        if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &ic) < 0)
-            return log_errno("KVM_GET_IRQCHIP");
-        ic.chip.pic.imr = 0xff;
-        if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &ic) < 0)
-            return log_errno("KVM_SET_IRQCHIP");
-    }
-    return 0;
-}
-
 int vm_create(struct vm *vm, int kvm_fd, uint64_t ram_size, int ncpus, int hugepages, int mem_fd)
 {
-    uint64_t identity = KVM_IDENTITY_MAP_GPA;
-    struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+    const struct guest_ram_layout *l = &arch_map.ram;
+    unsigned long type = 0;
+    uint64_t ram_end;
     int err;
 
     memset(vm, 0, sizeof(*vm));
@@ -72,32 +56,25 @@ int vm_create(struct vm *vm, int kvm_fd, uint64_t ram_size, int ncpus, int hugep
     bus_init(&vm->mmio);
     vm_pause_init(vm);
 
-#define VM_IOCTL(req, arg, what)                                                                   \
-    do {                                                                                           \
-        if (ioctl(vm->vm_fd, req, arg) < 0) {                                                      \
-            err = -errno;                                                                          \
-            log_err("%s: %s", what, strerror(-err));                                               \
-            goto fail;                                                                             \
-        }                                                                                          \
-    } while (0)
-
-    vm->vm_fd = ioctl(kvm_fd, KVM_CREATE_VM, 0);
+    /* The last byte of RAM: past the hole when RAM reaches it. */
+    ram_end = l->base + ram_size;
+    if (l->hole_end > l->hole_start && ram_end > l->hole_start)
+        ram_end += l->hole_end - l->hole_start;
+    err = arch_vm_type(kvm_fd, ram_end, &type);
+    if (err)
+        goto fail; /* the pause lock and condition are set up already */
+    vm->vm_fd = ioctl(kvm_fd, KVM_CREATE_VM, type);
     if (vm->vm_fd < 0) {
         err = -errno;
         log_err("KVM_CREATE_VM: %s", strerror(-err));
-        goto fail; /* the pause lock and condition are set up already */
+        goto fail;
     }
-    VM_IOCTL(KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_GPA, "KVM_SET_TSS_ADDR");
-    VM_IOCTL(KVM_SET_IDENTITY_MAP_ADDR, &identity, "KVM_SET_IDENTITY_MAP_ADDR");
-    VM_IOCTL(KVM_CREATE_IRQCHIP, 0, "KVM_CREATE_IRQCHIP");
-    VM_IOCTL(KVM_CREATE_PIT2, &pit, "KVM_CREATE_PIT2");
-    err = mask_pics(vm);
+    err = arch_vm_init(vm);
     if (err)
         goto fail;
-#undef VM_IOCTL
 
-    err = mem_fd >= 0 ? guest_mem_init_file(&vm->mem, ram_size, mem_fd)
-                      : guest_mem_init(&vm->mem, ram_size, hugepages);
+    err = mem_fd >= 0 ? guest_mem_init_file(&vm->mem, l, ram_size, mem_fd)
+                      : guest_mem_init(&vm->mem, l, ram_size, hugepages);
     if (err) {
         log_err("cannot map %llu MiB of guest memory%s: %s", (unsigned long long)(ram_size >> 20),
                 hugepages ? " with huge pages" : "", strerror(-err));
@@ -132,6 +109,7 @@ void vm_destroy(struct vm *vm)
         v->run = NULL;
         v->fd = -1;
     }
+    arch_vm_destroy(vm);
     guest_mem_free(&vm->mem);
     if (vm->wake_fd >= 0)
         close(vm->wake_fd);
@@ -174,11 +152,7 @@ void vm_join(struct vm *vm)
     }
 }
 
-int vm_irq_line(struct vm *vm, uint32_t gsi, int level)
+int vm_irq_line(struct vm *vm, uint32_t irq, int level)
 {
-    struct kvm_irq_level irq = {.irq = gsi, .level = (uint32_t)level};
-
-    if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0)
-        return -errno;
-    return 0;
+    return arch_irq_line(vm, irq, level);
 }

@@ -1,5 +1,6 @@
 /* The sandbox: close stray descriptors, no new privileges, no capabilities, seccomp per thread. */
 #include "sandbox.h"
+#include "seccomp_rules.h"
 #include "console.h"
 #include "snapshot.h"
 #include "exec_io.h"
@@ -8,7 +9,6 @@
 
 #include <cap-ng.h>
 #include <errno.h>
-#include <linux/audit.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,7 +17,6 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <termios.h>
-#include <ucontext.h>
 #include <unistd.h>
 
 #include "syscall_names.h" /* generated at build time by vmm/gen_syscall_names.c */
@@ -95,19 +94,18 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
     if (sb.have_tty)
         tcsetattr(STDIN_FILENO, TCSANOW, &sb.tty);
     n = put(msg, n, sizeof(msg), "\r\nember: error: the sandbox stopped a forbidden system call: ");
-    if (si->si_arch == AUDIT_ARCH_X86_64 && nr >= 0 && nr < SYSCALL_NAMES_MAX && syscall_names[nr])
+    if (si->si_arch == seccomp_audit_arch && nr >= 0 && nr < SYSCALL_NAMES_MAX && syscall_names[nr])
         n = put(msg, n, sizeof(msg), syscall_names[nr]);
     else
         n = put(msg, n, sizeof(msg), "(unknown)");
     n = put(msg, n, sizeof(msg), " (");
-    if (si->si_arch != AUDIT_ARCH_X86_64)
+    if (si->si_arch != seccomp_audit_arch)
         n = put(msg, n, sizeof(msg), "foreign architecture, ");
     n = put(msg, n, sizeof(msg), "number ");
     n = put_num(msg, n, sizeof(msg), (unsigned long)(unsigned)nr);
-    if (si->si_arch == AUDIT_ARCH_X86_64 && nr == SYS_ioctl && uc) {
+    if (si->si_arch == seccomp_audit_arch && nr == SYS_ioctl && uc) {
         n = put(msg, n, sizeof(msg), ", request ");
-        n = put_hex(msg, n, sizeof(msg),
-                    (unsigned long)((ucontext_t *)uc)->uc_mcontext.gregs[REG_RSI]);
+        n = put_hex(msg, n, sizeof(msg), seccomp_ioctl_request(uc));
     }
     n = put(msg, n, sizeof(msg), ") on the ");
     n = put(msg, n, sizeof(msg), thread_kind);

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ged.h" /* ACPI_GED_EVT_PWR_BUTTON */
+
 struct acpi_mmio_dev {
     uint64_t addr; /* MMIO window base */
     uint32_t size; /* MMIO window length */
@@ -63,7 +65,6 @@ struct acpi_config {
 #define ACPI_SLEEP_CTL_TYP_MASK  0x07
 #define ACPI_SLEEP_TYP_S5        5
 #define ACPI_SLEEP_STS_WAK       0x80
-#define ACPI_GED_EVT_PWR_BUTTON  0x01
 #define ACPI_PVPANIC_CAPS        0x03
 
 static inline int acpi_sleep_ctl_is_poweroff(uint8_t v)

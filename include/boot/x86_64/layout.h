@@ -12,7 +12,6 @@
 #define PDPTE_GPA          0xa000ULL
 #define PDE_GPA            0xb000ULL /* 4 pages: identity map of the low 4 GiB */
 #define CMDLINE_GPA        0x20000ULL
-#define CMDLINE_MAX        4096 /* including the NUL; the kernel's own limit may be lower */
 #define EBDA_START         0x9fc00ULL
 #define ACPI_TABLES_GPA    0xe0000ULL /* RSDP first, then the other tables */
 #define ACPI_TABLES_MAX    0x20000ULL /* up to 1 MiB */
@@ -21,20 +20,15 @@
 /* The 32-bit MMIO hole: guest RAM is split around it. */
 #define MMIO_HOLE_START      0xc0000000ULL
 #define MMIO_HOLE_END        0x100000000ULL
-#define CTRL_PAGE_GPA        0xc0000000ULL /* boot marker (+0) and exit status (+8) */
-#define BOOT_MARKER_GPA      (CTRL_PAGE_GPA + 0)
-#define EXIT_STATUS_GPA      (CTRL_PAGE_GPA + 8)
+#define CTRL_PAGE_GPA        0xc0000000ULL           /* boot marker (+0) and exit status (+8) */
 #define GED_GPA              (CTRL_PAGE_GPA + 0x100) /* GED event register (1 byte) */
 #define VIRTIO_MMIO_BASE     0xc0001000ULL
-#define VIRTIO_MMIO_SIZE     0x1000ULL
 #define IOAPIC_GPA           0xfec00000ULL
 #define LAPIC_GPA            0xfee00000ULL
 #define KVM_IDENTITY_MAP_GPA 0xfeffc000ULL
 #define KVM_TSS_GPA          0xfeffd000ULL
 
-/* Legacy I/O ports. */
-#define I8042_DATA_PORT     0x60
-#define I8042_CMD_PORT      0x64
+/* Legacy I/O ports (the i8042's 0x60 and 0x64 are its own: devices/legacy/i8042.c). */
 #define COM1_PORT           0x3f8
 #define COM1_IRQ            4
 #define PVPANIC_PORT        0x505

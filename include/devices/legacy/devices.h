@@ -1,5 +1,5 @@
-/* Legacy and platform devices of the x86 microVM: 8250 UART, i8042, control page, pvpanic,
- * ACPI sleep control. */
+/* Legacy and platform devices: 8250 UART, control page and pvpanic (every architecture, at the
+ * map's addresses), i8042 and ACPI sleep control (x86_64's). */
 #ifndef EMBER_DEVICES_H
 #define EMBER_DEVICES_H
 
@@ -26,8 +26,9 @@ struct serial {
     int rx_wake_fd;            /* eventfd: the guest drained input, read stdin again */
 };
 
-int serial_init(struct serial *s, struct vm *vm, struct console *con, uint16_t port, uint32_t irq,
-                int rx_wake_fd);
+/* The UART's 8 registers at base on bus (ports on x86_64, MMIO elsewhere), interrupt irq. */
+int serial_init(struct serial *s, struct vm *vm, struct console *con, struct bus *bus,
+                uint64_t base, uint32_t irq, int rx_wake_fd);
 /* Room for more input; the event loop reads stdin only while there is some. */
 size_t serial_rx_room(struct serial *s);
 
@@ -38,12 +39,17 @@ struct snap_reader;
 void serial_save(struct serial *s, struct snap_buf *b);
 int serial_restore(struct serial *s, struct snap_reader *r, char *err, size_t errlen);
 
+/* The i8042's data and command ports (0x60, 0x64): only a reset command does something. */
 int i8042_init(struct vm *vm);
-int pvpanic_init(struct vm *vm, uint16_t port);
+/* pvpanic's one register at addr on bus (a port, or qemu,pvpanic-mmio's address). */
+int pvpanic_init(struct vm *vm, struct bus *bus, uint64_t addr);
 int acpi_pm_init(struct vm *vm, uint16_t sleep_ctl_port, uint16_t sleep_sts_port);
 
-/* Control page at CTRL_PAGE_GPA: boot marker (+0, the guest writes 123 once userspace
- * runs) and exit status (+8, one byte: ember exits with it when the guest powers off). */
+/* Control page (MMIO, at the map's ctrl_page): boot marker (+0, the guest writes 123 once
+ * userspace runs) and exit status (+8, one byte: ember exits with it when the guest powers
+ * off). */
+#define CTRL_PAGE_BOOT_MARKER 0 /* offsets in the page */
+#define CTRL_PAGE_EXIT_STATUS 8
 struct ctrl_page {
     struct vm *vm;
     int boot_timer;             /* print the boot time when the marker arrives */
@@ -55,7 +61,7 @@ struct ctrl_page {
     void *on_boot_opaque;
 };
 
-int ctrl_page_init(struct ctrl_page *cp, struct vm *vm, int boot_timer,
+int ctrl_page_init(struct ctrl_page *cp, struct vm *vm, uint64_t gpa, int boot_timer,
                    const struct timespec *start_wall);
 /* Snapshots: whether the boot marker came, and the exit status the guest set. */
 void ctrl_page_save(const struct ctrl_page *cp, struct snap_buf *b);

@@ -8,6 +8,9 @@
 
 struct vm;
 
+/* The event register's bits (the DSDT's _EVT reads them: boot/x86_64/acpi.c). */
+#define ACPI_GED_EVT_PWR_BUTTON 0x01
+
 struct ged {
     struct vm *vm;
     uint32_t irq;

@@ -35,6 +35,7 @@ struct vm;
 #define VIRTQ_BUDGET      128
 #define VIRTQ_DESC_BUDGET 1024
 #define VIRTIO_MAX_QUEUES 8
+#define VIRTIO_MMIO_SIZE  0x1000ULL /* one device's register window */
 
 /* One guest buffer of a descriptor chain, validated and translated to host memory. */
 struct virtq_buf {
@@ -183,7 +184,8 @@ struct virtio_dev {
     struct loop *loop;
     uint64_t mmio_base;
     uint32_t irq;
-    int irq_fd; /* irqfd for the device's GSI */
+    unsigned slot; /* the machine's n-th virtio-mmio device (names), set by whoever places it */
+    int irq_fd;    /* irqfd for the device's GSI */
     /* Counters for metrics. */
     uint64_t stat_requests, stat_bytes, stat_errors;
     struct log_limit log_limit; /* messages the guest causes (log_guest) */

@@ -13,6 +13,13 @@ struct guest_region {
     uint8_t *host; /* host mapping of the region */
 };
 
+/* Where guest RAM goes: from base up, skipping [hole_start, hole_end) when it gets there (no
+ * hole: hole_start = hole_end = 0). The architecture's map says (arch.h). */
+struct guest_ram_layout {
+    uint64_t base;
+    uint64_t hole_start, hole_end;
+};
+
 struct guest_mem {
     struct guest_region region[GUEST_MEM_MAX_REGIONS];
     int nr_regions;
@@ -21,13 +28,15 @@ struct guest_mem {
     size_t mapping_size;
 };
 
-/* Map ram_size bytes of guest RAM, split around the 32-bit MMIO hole when large.
+/* Map ram_size bytes of guest RAM at the layout's addresses (split around its hole when large).
  * Returns 0 or -errno. */
-int guest_mem_init(struct guest_mem *gm, uint64_t ram_size, int hugepages);
+int guest_mem_init(struct guest_mem *gm, const struct guest_ram_layout *l, uint64_t ram_size,
+                   int hugepages);
 /* The same layout over a snapshot's memory file (ram_size bytes, RAM offset = file offset),
  * mapped MAP_PRIVATE: pages load lazily, and stay shared with every other VM mapping the
  * file until the guest writes them. */
-int guest_mem_init_file(struct guest_mem *gm, uint64_t ram_size, int fd);
+int guest_mem_init_file(struct guest_mem *gm, const struct guest_ram_layout *l, uint64_t ram_size,
+                        int fd);
 void guest_mem_free(struct guest_mem *gm);
 
 /* Host pointer for [gpa, gpa+len) if the whole range lies inside one RAM region,
@@ -54,7 +63,7 @@ static inline void *guest_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t
 int guest_read(const struct guest_mem *gm, uint64_t gpa, void *dst, size_t len);
 int guest_write(const struct guest_mem *gm, uint64_t gpa, const void *src, size_t len);
 
-/* Top of the RAM that lies below the MMIO hole (for e820 and loaders). */
+/* End of the first RAM region: below the hole (for e820 and loaders). */
 uint64_t guest_mem_low_end(const struct guest_mem *gm);
 
 #endif

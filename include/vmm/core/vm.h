@@ -3,13 +3,13 @@
 #define EMBER_VM_H
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <time.h>
 
 #include "bus.h"
 #include "guest_mem.h"
-#include "loader.h"
 
 #define VM_MAX_CPUS 64
 
@@ -27,6 +27,7 @@ enum vm_stop_reason {
 };
 
 struct vm;
+struct arch_vm; /* the architecture's own state (boot/<arch>/): boot protocol, irqchip */
 
 struct vcpu {
     struct vm *vm;
@@ -45,11 +46,11 @@ struct vm {
     int vm_fd;
     int ncpus;
     struct guest_mem mem;
-    int mem_fd; /* the snapshot memory file RAM is mapped from, or -1 (not owned) */
-    struct bus pio;
+    int mem_fd;     /* the snapshot memory file RAM is mapped from, or -1 (not owned) */
+    struct bus pio; /* port I/O (x86_64 only: no other architecture has ports) */
     struct bus mmio;
     struct vcpu vcpu[VM_MAX_CPUS];
-    struct boot_setup boot;
+    struct arch_vm *arch; /* the architecture's (arch.h), NULL until arch_vm_init */
 
     atomic_int stopping;        /* set once: every vCPU leaves KVM_RUN and its thread ends */
     atomic_int stop_reason;     /* enum vm_stop_reason of the first stop request */
@@ -70,15 +71,22 @@ struct vm {
 
 /* /dev/kvm: open, check the API version and every capability ember needs. -errno. */
 int kvm_open(void);
+struct kvm_cap_need {
+    int cap; /* KVM_CAP_* */
+    const char *name;
+};
+/* 0, or -ENOTSUP after one error line naming the first capability /dev/kvm lacks. */
+int kvm_check_caps(int kvm_fd, const struct kvm_cap_need *caps, size_t n);
 
-/* Create the VM: KVM VM, in-kernel irqchip and PIT, TSS, guest RAM of ram_size bytes
- * (anonymous, or with mem_fd >= 0 a snapshot's memory file mapped copy-on-write). */
+/* Create the VM: KVM VM with the architecture's set-up (arch_vm_init), guest RAM of ram_size
+ * bytes where the architecture's map puts it (anonymous, or with mem_fd >= 0 a snapshot's
+ * memory file mapped copy-on-write). */
 int vm_create(struct vm *vm, int kvm_fd, uint64_t ram_size, int ncpus, int hugepages, int mem_fd);
 void vm_destroy(struct vm *vm);
 
-/* Create the vCPUs and set their registers for the loaded kernel (vm->boot). */
-int vm_create_vcpus(struct vm *vm);
-/* Create the vCPUs with no state set (a snapshot's restore sets all of it). */
+/* Create the vCPUs and what the architecture needs once they exist (arch_vcpus_init): before
+ * the devices. Their boot state comes later (arch_vcpus_boot), or a snapshot's restore sets
+ * all of it. */
 int vm_open_vcpus(struct vm *vm);
 /* Start one thread per vCPU. */
 int vm_start(struct vm *vm);
@@ -100,7 +108,7 @@ void vcpu_pause_point(struct vcpu *v);
 void vm_pause_init(struct vm *vm);
 void vm_pause_destroy(struct vm *vm);
 
-/* Trigger a GSI edge (for legacy devices raising their line). */
-int vm_irq_line(struct vm *vm, uint32_t gsi, int level);
+/* Raise (1) or lower (0) a platform device's interrupt line (arch_irq_line's numbers). */
+int vm_irq_line(struct vm *vm, uint32_t irq, int level);
 
 #endif
