@@ -6,7 +6,9 @@
 #include <libfdt.h>
 #include <stdio.h>
 
-#define GIC_PHANDLE 1
+#define GIC_PHANDLE   1
+#define CLOCK_PHANDLE 2
+#define GPIO_PHANDLE  3
 
 /* Interrupt specifier cells of "arm,gic-v3" (#interrupt-cells = 3): type, number, flags. */
 #define GIC_SPI         0
@@ -116,6 +118,43 @@ static int add_timer(void *fdt)
     return fdt_end_node(fdt);
 }
 
+/* The PL061 (an AMBA PrimeCell: it names its bus clock) and a gpio-keys power button on one of
+ * its lines, active high. */
+static int add_power_button(void *fdt, const struct fdt_machine *m)
+{
+    static const char compat[] = "arm,pl061\0arm,primecell";
+    fdt32_t gpios[3] = {cpu_to_fdt32(GPIO_PHANDLE), cpu_to_fdt32(FDT_KEY_LINE), 0};
+
+    TRY(fdt_begin_node(fdt, "apb-pclk"));
+    TRY(fdt_property_string(fdt, "compatible", "fixed-clock"));
+    TRY(fdt_property_u32(fdt, "#clock-cells", 0));
+    TRY(fdt_property_u32(fdt, "clock-frequency", A64_CLOCK_HZ));
+    TRY(fdt_property_string(fdt, "clock-output-names", "clk24mhz"));
+    TRY(fdt_property_u32(fdt, "phandle", CLOCK_PHANDLE));
+    TRY(fdt_end_node(fdt));
+    TRY(begin_node_at(fdt, "gpio", m->gpio.base));
+    TRY(fdt_property(fdt, "compatible", compat, sizeof(compat)));
+    TRY(prop_reg(fdt, m->gpio.base, m->gpio.size));
+    TRY(prop_irq(fdt, GIC_SPI, m->gpio.spi, IRQ_LEVEL_HIGH));
+    TRY(fdt_property(fdt, "gpio-controller", NULL, 0));
+    TRY(fdt_property_u32(fdt, "#gpio-cells", 2));
+    TRY(fdt_property(fdt, "interrupt-controller", NULL, 0));
+    TRY(fdt_property_u32(fdt, "#interrupt-cells", 2));
+    TRY(fdt_property_u32(fdt, "#address-cells", 0)); /* an interrupt provider without children */
+    TRY(fdt_property_u32(fdt, "clocks", CLOCK_PHANDLE));
+    TRY(fdt_property_string(fdt, "clock-names", "apb_pclk"));
+    TRY(fdt_property_u32(fdt, "phandle", GPIO_PHANDLE));
+    TRY(fdt_end_node(fdt));
+    TRY(fdt_begin_node(fdt, "gpio-keys"));
+    TRY(fdt_property_string(fdt, "compatible", "gpio-keys"));
+    TRY(fdt_begin_node(fdt, "power-button"));
+    TRY(fdt_property_string(fdt, "label", "Power Button"));
+    TRY(fdt_property_u32(fdt, "linux,code", FDT_KEY_POWER));
+    TRY(fdt_property(fdt, "gpios", gpios, sizeof(gpios)));
+    TRY(fdt_end_node(fdt));
+    return fdt_end_node(fdt);
+}
+
 static int add_devices(void *fdt, const struct fdt_machine *m)
 {
     if (m->uart.size) {
@@ -132,6 +171,8 @@ static int add_devices(void *fdt, const struct fdt_machine *m)
         TRY(prop_reg(fdt, m->pvpanic_base, A64_PVPANIC_SIZE));
         TRY(fdt_end_node(fdt));
     }
+    if (m->gpio.size)
+        TRY(add_power_button(fdt, m));
     for (int i = 0; i < m->nr_virtio; i++) {
         const struct fdt_mmio_dev *d = &m->virtio[i];
 

@@ -138,7 +138,8 @@ static int wait_for(pid_t child)
     int termed = 0, killed = 0;
     for (;;) {
         int st;
-        pid_t pid = wait(&st);
+        pid_t pid;
+        // A press before the first wait (the button works from the boot marker on) counts too.
         if (power_pressed && !termed) {
             termed = 1;
             kill(-child, SIGTERM);
@@ -148,6 +149,7 @@ static int wait_for(pid_t child)
             killed = 1;
             kill(-child, SIGKILL);
         }
+        pid = wait(&st);
         if (pid < 0 && errno == EINTR)
             continue;
         if (pid < 0)
@@ -185,18 +187,20 @@ int main(int argc, char *argv[])
     is_pid1 = getpid() == 1;
     signal(SIGTTOU, SIG_IGN); // init may set the console's foreground group from any group
     if (is_pid1) {
+        struct sigaction sa = {.sa_handler = on_power}; // no SA_RESTART: wait() returns EINTR
+
         mount_fs("devtmpfs", "/dev", MS_NOSUID, "mode=0755");
         use_console();
         setsid();                          // init leads the console's session...
         ioctl(STDIN_FILENO, TIOCSCTTY, 1); // ...and holds it as controlling terminal
+        // The power button works once the VMM hears of the boot: listen before the marker.
+        sigaction(SIGPWR, &sa, NULL);
+        sigaction(SIGALRM, &sa, NULL);
+        power_button_watch();
     }
     poke_marker(MARKER_BOOT_OFFSET, MARKER_BOOT_VALUE);
     say("EMBER-INIT-READY\n");
     if (is_pid1) {
-        struct sigaction sa = {.sa_handler = on_power}; // no SA_RESTART: wait() returns EINTR
-        sigaction(SIGPWR, &sa, NULL);
-        sigaction(SIGALRM, &sa, NULL);
-        power_button_watch();
         mount_fs("proc", "/proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
         mount_fs("sysfs", "/sys", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
         mount_fs("devpts", "/dev/pts", MS_NOSUID | MS_NOEXEC, "mode=0620,ptmxmode=0666");

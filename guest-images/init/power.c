@@ -1,8 +1,14 @@
-// ember guest init: the ACPI power button (ember's system_powerdown). A watcher process
-// listens on the kernel's "acpi_event" generic-netlink group and sends init SIGPWR.
+// ember guest init: the power button (ember's system_powerdown). A watcher process listens on
+// the kernel's "acpi_event" generic-netlink group (x86_64: the ACPI button) or, on a kernel
+// without ACPI events, for KEY_POWER on the input devices (aarch64: gpio-keys from the device
+// tree), and sends init SIGPWR.
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <linux/genetlink.h>
+#include <linux/input.h>
 #include <linux/netlink.h>
+#include <poll.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -71,21 +77,84 @@ static int acpi_group(int fd)
     return -1;
 }
 
+// The watcher listens: let init go on (the boot marker comes after this).
+static void listening(int ready_fd)
+{
+    if (ready_fd >= 0) {
+        (void)!write(ready_fd, "", 1);
+        close(ready_fd);
+    }
+}
+
+#define MAX_INPUTS 8
+
+// KEY_POWER pressed on any input device (evdev); never returns.
+static void watch_keys(int ready_fd)
+{
+    struct pollfd fds[MAX_INPUTS];
+    int n = 0;
+
+    for (int i = 0; i < MAX_INPUTS; i++) {
+        char path[32];
+        int fd;
+
+        snprintf(path, sizeof(path), "/dev/input/event%d", i);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0)
+            fds[n++] = (struct pollfd){.fd = fd, .events = POLLIN};
+    }
+    if (n == 0)
+        _exit(1); // no input devices either: the button does nothing
+    listening(ready_fd);
+    for (;;) {
+        if (poll(fds, (nfds_t)n, -1) <= 0)
+            continue;
+        for (int i = 0; i < n; i++) {
+            struct input_event ev[16];
+            ssize_t got;
+
+            if (!(fds[i].revents & POLLIN))
+                continue;
+            got = read(fds[i].fd, ev, sizeof(ev));
+            for (ssize_t k = 0; got > 0 && k < got / (ssize_t)sizeof(ev[0]); k++)
+                if (ev[k].type == EV_KEY && ev[k].code == KEY_POWER && ev[k].value == 1)
+                    kill(1, SIGPWR);
+        }
+    }
+}
+
 pid_t power_button_watch(void)
 {
     struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
     char buf[1024];
-    int fd, group;
-    pid_t pid = fork();
+    int fd, group, ready[2] = {-1, -1};
+    pid_t pid;
 
-    if (pid != 0)
+    if (pipe2(ready, O_CLOEXEC) < 0)
+        ready[0] = ready[1] = -1;
+    pid = fork();
+    if (pid != 0) {
+        char c;
+
+        if (ready[1] >= 0)
+            close(ready[1]);
+        if (pid > 0 && ready[0] >= 0)
+            (void)!read(ready[0], &c, 1); // a byte when it listens, end of file if it gave up
+        if (ready[0] >= 0)
+            close(ready[0]);
         return pid;
+    }
+    if (ready[0] >= 0)
+        close(ready[0]);
     fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-        _exit(1);
-    group = acpi_group(fd);
-    if (group < 0 || setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof(group)) < 0)
-        _exit(1); // no ACPI events in this kernel: the button does nothing
+    group = fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -1 : acpi_group(fd);
+    if (group < 0 ||
+        setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof(group)) < 0) {
+        if (fd >= 0)
+            close(fd);
+        watch_keys(ready[1]); // no ACPI events in this kernel: a key, if there is one
+    }
+    listening(ready[1]);
     for (;;) {
         ssize_t n = recv(fd, buf, sizeof(buf), 0);
 

@@ -28,18 +28,22 @@ struct arch_dev {
 };
 
 struct arch_map {
-    const char *name;             /* "x86_64", "aarch64" */
-    const char *kernel_image;     /* the kernel's file name in a guest-images directory */
-    const char *kernel_formats;   /* what --kernel takes, for --help */
-    const char *cmdline_default;  /* kernel options for a fast boot on this machine */
-    struct guest_ram_layout ram;  /* where guest RAM goes */
-    uint64_t ctrl_page;           /* boot marker (+0) and exit status (+8), MMIO */
-    struct arch_dev uart;         /* 16550A: 8 byte-wide registers */
-    struct arch_dev pvpanic;      /* one byte register */
-    struct arch_dev power_button; /* ACPI GED event register (x86_64); ARCH_BUS_NONE: none */
-    uint64_t virtio_base;         /* virtio-mmio slot n at virtio_base + n * VIRTIO_MMIO_SIZE */
-    uint32_t virtio_irq_first;    /* slot n's interrupt: virtio_irq_first + n */
-    int virtio_cmdline;           /* Linux also reads the devices from virtio_mmio.device= */
+    const char *name;            /* "x86_64", "aarch64" */
+    const char *kernel_image;    /* the kernel's file name in a guest-images directory */
+    const char *kernel_formats;  /* what --kernel takes, for --help */
+    const char *cmdline_default; /* kernel options for a fast boot on this machine */
+    struct guest_ram_layout ram; /* where guest RAM goes */
+    uint64_t ctrl_page;          /* boot marker (+0) and exit status (+8), MMIO */
+    struct arch_dev uart;        /* 16550A: 8 byte-wide registers */
+    struct arch_dev pvpanic;     /* one byte register */
+    /* The power button (`system_powerdown`): an ACPI GED event register (x86_64), or a PL061
+     * GPIO controller whose line PL061_POWER_LINE is a gpio-keys KEY_POWER (aarch64); each
+     * ARCH_BUS_NONE where the machine has none. */
+    struct arch_dev ged;
+    struct arch_dev gpio_keys;
+    uint64_t virtio_base;      /* virtio-mmio slot n at virtio_base + n * VIRTIO_MMIO_SIZE */
+    uint32_t virtio_irq_first; /* slot n's interrupt: virtio_irq_first + n */
+    int virtio_cmdline;        /* Linux also reads the devices from virtio_mmio.device= */
 };
 extern const struct arch_map arch_map;
 

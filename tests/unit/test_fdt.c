@@ -196,6 +196,35 @@ static void expect_tree(const struct fdt_machine *m)
         p_str(n, "compatible", "qemu,pvpanic-mmio");
         p_reg(n, m->pvpanic_base, 2);
     }
+    if (m->gpio.size) {
+        uint32_t irq[3] = {0, m->gpio.spi, 4}, gpios[3] = {3, 3, 0};
+        static const char compat[] = "arm,pl061\0arm,primecell";
+
+        n = node("/apb-pclk", 0);
+        p_str(n, "compatible", "fixed-clock");
+        p_u32(n, "#clock-cells", 0);
+        p_u32(n, "clock-frequency", 24000000);
+        p_str(n, "clock-output-names", "clk24mhz");
+        p_u32(n, "phandle", 2);
+        n = node("/gpio@%llx", m->gpio.base);
+        p_bytes(n, "compatible", (const uint8_t *)compat, sizeof(compat));
+        p_reg(n, m->gpio.base, m->gpio.size);
+        p_cells(n, "interrupts", 3, irq);
+        p_empty(n, "gpio-controller");
+        p_u32(n, "#gpio-cells", 2);
+        p_empty(n, "interrupt-controller");
+        p_u32(n, "#interrupt-cells", 2);
+        p_u32(n, "#address-cells", 0);
+        p_u32(n, "clocks", 2);
+        p_str(n, "clock-names", "apb_pclk");
+        p_u32(n, "phandle", 3);
+        n = node("/gpio-keys", 0);
+        p_str(n, "compatible", "gpio-keys");
+        n = node("/gpio-keys/power-button", 0);
+        p_str(n, "label", "Power Button");
+        p_u32(n, "linux,code", 116); /* KEY_POWER */
+        p_cells(n, "gpios", 3, gpios);
+    }
     for (int i = 0; i < m->nr_virtio; i++) {
         uint32_t irq[3] = {0, m->virtio[i].spi, 1}; /* edge rising */
 
@@ -315,6 +344,7 @@ static void typical(struct fdt_machine *m)
     m->gicr_size = 2 * A64_GICR_STRIDE;
     m->uart = (struct fdt_mmio_dev){A64_UART_GPA, A64_UART_SIZE, A64_SPI_UART};
     m->pvpanic_base = A64_PVPANIC_GPA;
+    m->gpio = (struct fdt_mmio_dev){A64_GPIO_GPA, A64_GPIO_SIZE, A64_SPI_GPIO};
     m->nr_virtio = 3;
     for (int i = 0; i < 3; i++)
         m->virtio[i] =
@@ -355,9 +385,12 @@ static void test_typical(void)
     CHECK_EQ(fdt_node_offset_by_compatible(blob, -1, "virtio,mmio") > 0, 1);
     CHECK_EQ(fdt_node_offset_by_phandle(blob, 1),
              fdt_path_offset(blob, "/interrupt-controller@fff00000"));
+    /* The button's gpios name the PL061 by its phandle. */
+    CHECK_EQ(fdt_node_offset_by_phandle(blob, 3), fdt_path_offset(blob, "/gpio@c0042000"));
 }
 
-/* Nothing optional: no UART (no stdout-path, no aliases), no pvpanic, no virtio, no initrd. */
+/* Nothing optional: no UART (no stdout-path, no aliases), no pvpanic, no power button, no
+ * virtio, no initrd. */
 static void test_minimal(void)
 {
     struct fdt_machine m;
@@ -367,6 +400,7 @@ static void test_minimal(void)
     m.gicr_size = A64_GICR_STRIDE;
     m.uart.size = 0;
     m.pvpanic_base = 0;
+    m.gpio.size = 0;
     m.nr_virtio = 0;
     m.initrd_size = 0;
     m.bootargs = "";

@@ -4,6 +4,7 @@
 #include "exec_snapshot.h"
 #include "log.h"
 #include "snapshot.h"
+#include "snapshot_arch.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -211,6 +212,8 @@ int exec_cache_prepare(struct exec_config *x, struct exec_cache *c)
 
     memset(c, 0, sizeof(*c));
     c->out.state_fd = c->out.mem_fd = -1;
+    if (!snap_arch_supported())
+        return -1; /* no snapshots on this architecture (yet): every exec boots */
     err = cache_root(root, sizeof(root));
     snprintf(hashes, sizeof(hashes), "%s/hashes", root);
     if (!err)

@@ -11,6 +11,7 @@
 #include "exec_io.h"
 #include "exitcode.h"
 #include "ged.h"
+#include "pl061.h"
 #include "jail.h"
 #include "log.h"
 #include "sandbox.h"
@@ -57,7 +58,8 @@ struct machine {
     int signal_fd;
     struct loop_handler h_vm_wake, h_dev_wake, h_signal, h_stdin, h_stdout;
     int stdin_watched, stdin_is_file, stdout_watched;
-    struct ged ged;             /* ACPI power button (system_powerdown) */
+    struct ged ged;             /* ACPI power button (system_powerdown, x86_64) */
+    struct pl061 gpio;          /* GPIO power button (system_powerdown, aarch64) */
     struct control *ctl;        /* --api-sock: the control socket, or NULL */
     int prelaunch_signal;       /* a stop signal that came before the VM was built */
     int sandboxed;              /* privileges dropped and the loop's seccomp filter in (once) */
@@ -279,8 +281,10 @@ static int setup_devices(struct machine *m)
         err = ctrl_page_init(&m->ctrl, vm, a->ctrl_page, m->cfg->boot_timer, &m->start_wall);
     if (!err) /* exec's output still queued in the guest is written out after the stop */
         m->ctrl.stop_on_status = m->cfg->exec != NULL;
-    if (!err && a->power_button.bus != ARCH_BUS_NONE)
-        err = ged_init(&m->ged, vm, a->power_button.addr, a->power_button.irq);
+    if (!err && a->ged.bus != ARCH_BUS_NONE)
+        err = ged_init(&m->ged, vm, a->ged.addr, a->ged.irq);
+    if (!err && a->gpio_keys.bus != ARCH_BUS_NONE)
+        err = pl061_init(&m->gpio, vm, &m->loop, a->gpio_keys.addr, a->gpio_keys.irq);
     if (!err)
         err = arch_add_devices(vm);
     if (err)
@@ -359,11 +363,22 @@ static int setup_virtio(struct machine *m)
     return code;
 }
 
-static void destroy_virtio(struct machine *m)
+/* The devices that hold host resources, then the VM. */
+static void destroy_vm(struct machine *m)
 {
     for (int i = 0; i < m->nr_virtio; i++)
         virtio_mmio_destroy(&m->virtio[i]);
     m->nr_virtio = 0;
+    pl061_destroy(&m->gpio);
+    vm_destroy(&m->vm);
+}
+
+/* system_powerdown: the machine's power button, whichever it has (-ENODEV: none). */
+static int press_power_button(void *opaque)
+{
+    struct machine *m = opaque;
+
+    return m->ged.vm ? ged_power_button(&m->ged) : pl061_power_button(&m->gpio);
 }
 
 static int setup_kernel(struct machine *m)
@@ -461,12 +476,17 @@ static int build_vm(struct machine *m)
         if (code)
             goto fail;
     }
-    control_vm_built(m->ctl, &(struct machine_view){&m->vm, m->virtio, m->nr_virtio, &m->ged,
-                                                    &m->ctrl, &m->snap, parts(m)});
+    control_vm_built(m->ctl, &(struct machine_view){.vm = &m->vm,
+                                                    .virtio = m->virtio,
+                                                    .nr_virtio = m->nr_virtio,
+                                                    .power_button = press_power_button,
+                                                    .power_opaque = m,
+                                                    .ctrl = &m->ctrl,
+                                                    .snap = &m->snap,
+                                                    .parts = parts(m)});
     return 0;
 fail:
-    destroy_virtio(m);
-    vm_destroy(&m->vm);
+    destroy_vm(m);
     return code;
 }
 
@@ -752,8 +772,7 @@ int ember_run(struct vm_config *cfg, const struct timespec *start_wall)
             cfg->exec->stop_reason = (int)reason;
             cfg->exec->guest_status = m->vm.exit_status;
         }
-        destroy_virtio(m);
-        vm_destroy(&m->vm);
+        destroy_vm(m);
         host_reset = control_take_host_reset(m->ctl);
         if (!host_reset && (reason != STOP_RESET || cfg->on_reboot != ON_REBOOT_RESTART))
             break;

@@ -3,7 +3,6 @@
 #include "control.h"
 #include "arch.h"
 #include "devices.h"
-#include "ged.h"
 #include "hostfile.h"
 #include "log.h"
 #include "qmp.h"
@@ -165,7 +164,7 @@ static enum qmp_result cmd_query_cpus_fast(struct control *c, struct qmp_request
         json_object_object_add(o, "cpu-index", json_object_new_int(i));
         json_object_object_add(o, "qom-path", json_object_new_string(path));
         json_object_object_add(o, "thread-id", json_object_new_int(c->mv.vm->vcpu[i].tid));
-        json_object_object_add(o, "target", json_object_new_string("x86_64"));
+        json_object_object_add(o, "target", json_object_new_string(arch_map.name));
         json_object_object_add(props, "socket-id", json_object_new_int(0));
         json_object_object_add(props, "core-id", json_object_new_int(i));
         json_object_object_add(props, "thread-id", json_object_new_int(0));
@@ -461,13 +460,12 @@ static enum qmp_result cmd_cont(struct control *c, struct qmp_request *req)
 
 static enum qmp_result cmd_system_powerdown(struct control *c, struct qmp_request *req)
 {
-    int err = ged_power_button(c->mv.ged);
+    int err = c->mv.power_button(c->mv.power_opaque);
 
     if (err == -ENODEV)
         return qmp_error(req, NULL, "this %s machine has no power button", arch_map.name);
     if (err)
-        return qmp_error(req, NULL, "cannot press the power button: KVM_IRQ_LINE: %s",
-                         strerror(-err));
+        return qmp_error(req, NULL, "cannot press the power button: %s", strerror(-err));
     qmp_event(c->qmp, "POWERDOWN", NULL);
     return QMP_OK;
 }

@@ -7,7 +7,9 @@
 
 #define FDT_MAX_CPUS   64
 #define FDT_MAX_VIRTIO 32
-#define FDT_RNG_SEED   32 /* bytes of /chosen/rng-seed */
+#define FDT_RNG_SEED   32  /* bytes of /chosen/rng-seed */
+#define FDT_KEY_POWER  116 /* linux,code of the power button: KEY_POWER */
+#define FDT_KEY_LINE   3   /* the PL061 line the button is on (PL061_POWER_LINE) */
 
 struct fdt_mmio_dev {
     uint64_t base;
@@ -26,6 +28,7 @@ struct fdt_machine {
     uint64_t gicr_base, gicr_size; /* one region for every vCPU's redistributor */
     struct fdt_mmio_dev uart;      /* 16550A; size 0: none */
     uint64_t pvpanic_base;         /* 0: none */
+    struct fdt_mmio_dev gpio;      /* PL061 with the power button (gpio-keys); size 0: none */
     struct fdt_mmio_dev virtio[FDT_MAX_VIRTIO];
     int nr_virtio;
     const char *bootargs;               /* kernel command line (not NULL) */

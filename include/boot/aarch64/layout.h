@@ -18,6 +18,9 @@
 #define A64_UART_CLOCK_HZ    1843200
 #define A64_PVPANIC_GPA      0xc0041000ULL /* qemu,pvpanic-mmio */
 #define A64_PVPANIC_SIZE     0x2ULL
+#define A64_GPIO_GPA         0xc0042000ULL /* PL061: the power button (gpio-keys) */
+#define A64_GPIO_SIZE        0x1000ULL
+#define A64_CLOCK_HZ         24000000      /* the fixed APB clock the PL061 names */
 #define A64_GICR_BASE        0xfe000000ULL /* GICv3 redistributors: one frame pair per vCPU */
 #define A64_GICR_STRIDE      0x20000ULL
 #define A64_GICR_MAX_CPUS    64            /* 8 MiB of redistributors, up to A64_GICD_BASE */
@@ -29,6 +32,7 @@
 /* Interrupts: SPI numbers as the device tree writes them (interrupt ID = 32 + SPI) and as
  * KVM_IRQFD takes them (GSI n is SPI n with the default routing). */
 #define A64_SPI_UART         1
+#define A64_SPI_GPIO         2
 #define A64_SPI_VIRTIO_FIRST 16  /* slot n: SPI 16 + n */
 #define A64_GIC_NR_IRQS      128 /* interrupt IDs the vGIC implements: 32 private + 96 SPIs */
 

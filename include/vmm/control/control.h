@@ -12,7 +12,6 @@
 #include "vm.h"
 
 struct virtio_dev;
-struct ged;
 struct ctrl_page;
 struct snap_runner;
 
@@ -21,7 +20,8 @@ struct machine_view {
     struct vm *vm;
     struct virtio_dev *virtio;
     int nr_virtio;
-    struct ged *ged;
+    int (*power_button)(void *opaque); /* press it: 0, -ENODEV when there is none, -errno */
+    void *power_opaque;
     struct ctrl_page *ctrl;
     struct snap_runner *snap; /* snapshot-save runs here */
     struct snap_parts parts;  /* what a snapshot covers */

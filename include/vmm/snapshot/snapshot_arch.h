@@ -1,6 +1,6 @@
 /* The architecture's share of a snapshot: each vCPU's state and the VM's (irqchips, timers,
- * clock), saved through KVM, checked, and put back. vmm/snapshot_x86.c implements it for
- * x86_64; another architecture provides the same functions in a file of its own. */
+ * clock), saved through KVM, checked, and put back. boot/x86_64/snapshot_x86.c implements it;
+ * boot/aarch64/snapshot_a64.c refuses every call (not implemented there yet). */
 #ifndef EMBER_SNAPSHOT_ARCH_H
 #define EMBER_SNAPSHOT_ARCH_H
 
@@ -16,6 +16,9 @@ struct snap_vm_arch;   /* a decoded, checked VM section */
 
 /* The architecture this ember saves and restores (enum snap_arch). */
 uint32_t snap_arch_host(void);
+/* 1 when this architecture's snapshots are implemented (`ember exec` keeps no snapshot cache
+ * without them). */
+int snap_arch_supported(void);
 #define SNAP_VCPU_VERSION 1
 #define SNAP_VM_VERSION   1
 
