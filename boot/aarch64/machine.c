@@ -7,6 +7,7 @@
 #include "boot/aarch64/machine.h"
 #include "kernel_file.h"
 #include "log.h"
+#include "pl061.h"
 #include "virtio.h"
 #include "vm.h"
 
@@ -19,6 +20,8 @@ _Static_assert(ARCH_MAX_VIRTIO <= A64_VIRTIO_MAX, "a virtio-mmio slot per device
 _Static_assert(ARCH_MAX_VIRTIO <= FDT_MAX_VIRTIO, "every device in the device tree");
 _Static_assert(32 + A64_SPI_VIRTIO_FIRST + ARCH_MAX_VIRTIO <= A64_GIC_NR_IRQS, "an SPI per device");
 _Static_assert(A64_VIRTIO_MMIO_SIZE == VIRTIO_MMIO_SIZE, "virtio-mmio windows");
+_Static_assert(FDT_KEY_LINE == PL061_POWER_LINE, "the device tree's key is the PL061's line");
+_Static_assert(A64_GPIO_SIZE == PL061_SIZE, "the PL061's window");
 
 const struct arch_map arch_map = {
         .name = "aarch64",
