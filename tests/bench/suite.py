@@ -4,7 +4,11 @@
 Runs where KVM can run standard guests (tests/bench/run starts it through tests/kvmhost/run)
 and writes the raw samples as JSON; tests/bench/run turns them into the table. Rows:
   boot-128 / boot-1g   process start -> EMBER-INIT-READY, guest uptime at init, RSS beyond
-                       guest RAM (boot.py), 1 vCPU/128 MiB and 2 vCPU/1 GiB
+                       guest RAM, console bytes before init (boot.py), 1 vCPU/128 MiB and
+                       2 vCPU/1 GiB; same devices and kernel command line for both VMMs; at
+                       least 5 runs each
+  exits-128 / exits-1g the same boots with KVM's tracepoints on (kvmtrace.py): VM exits until
+                       init by reason, pages mapped 4 KiB / 2 MiB at init (counts, not times)
   startup              exec -> first KVM_RUN (wall from main(), CPU of the whole process) with a
                        tiny guest (tests/guests/status.elf)
   density              N idle 128 MiB VMs started at once: start rate and host memory per VM
@@ -28,9 +32,14 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import blknet  # noqa: E402
 import boot  # noqa: E402
+import kvmtrace  # noqa: E402
 
-ALL_ROWS = ["boot-128", "boot-1g", "startup", "blk", "slirp", "tap", "density", "exec"]
+ALL_ROWS = ["boot-128", "boot-1g", "exits-128", "exits-1g", "startup", "blk", "slirp", "tap", "density", "exec"]
 IDLE = ["sh", "-c", "sleep 100000"]
+BOOT_ROWS = (("boot-128", 1, 128), ("boot-1g", 2, 1024))
+EXIT_ROWS = (("exits-128", 1, 128), ("exits-1g", 2, 1024))
+BOOT_RUNS = 5  # the boot rows' minimum (full bench)
+EXIT_RUNS = 3  # exit counts vary little
 
 
 def meminfo():
@@ -52,11 +61,12 @@ def cpu_model():
     return platform.processor()
 
 
-def boot_pair(cpus, mem):
-    """One ember and one QEMU boot, same kernel/initramfs/vCPUs/memory (boot.py)."""
+def boot_pair(cpus, mem, trace=None):
+    """One ember and one QEMU boot, same kernel/initramfs/vCPUs/memory/devices/command line
+    (boot.py); with a kvmtrace.Trace, KVM's exits until init too."""
     out = {}
     for vmm, build in (("ember", boot.ember_cmd), ("qemu", boot.qemu_cmd)):
-        out[vmm] = boot.one(build(cpus, mem), mem)
+        out[vmm] = boot.one(build(cpus, mem), mem, trace=trace)
     return out
 
 
@@ -99,19 +109,13 @@ def density(vmm, n, timeout):
     mem = 128
     before = meminfo()
     floor = before["MemTotal"] // 4
-    build = boot.ember_cmd if vmm == "ember" else boot.qemu_cmd
     procs, ready, buf = [], {}, {}
     t0 = time.monotonic()
     try:
         for _ in range(n):
             if meminfo()["MemAvailable"] < floor:
                 break
-            cmd = build(1, mem)
-            if vmm == "ember":
-                cmd = cmd[:cmd.index("--") + 1] + IDLE
-                cmd.remove("--boot-timer")
-            else:
-                cmd[cmd.index("-append") + 1] = "console=ttyS0 reboot=k panic=1 quiet -- sh -c \"sleep 100000\""
+            cmd = boot.ember_cmd(1, mem, IDLE, timer=False) if vmm == "ember" else boot.qemu_cmd(1, mem, IDLE)
             p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                  stderr=subprocess.DEVNULL, start_new_session=True)
             procs.append(p)
@@ -188,7 +192,8 @@ def main():
     res = {"env": {"kernel": platform.release(), "cpus": os.cpu_count(), "cpu": cpu_model(),
                    "mem_mib": meminfo()["MemTotal"] // 1024, "load_start": loadavg(),
                    "qemu": qv[0] if qv else "?", "kvm": "nested" if os.path.exists("/sys/module/kvm_amd") else "?",
-                   "runs": a.runs, "seconds": a.seconds, "quick": a.quick},
+                   "runs": a.runs, "seconds": a.seconds, "quick": a.quick,
+                   "boot_devices": boot.DEVICES, "boot_cmdline": boot.fair_cmdline()},
            "samples": {}}
     s = res["samples"]
 
@@ -203,15 +208,29 @@ def main():
         image = blknet.bench_image()
         srv = blknet.Servers(net_rows, os.environ.get("TMPDIR", "/tmp"))
     t_start = time.monotonic()
+    boot_runs = a.runs if a.quick else max(a.runs, BOOT_RUNS)
+    exit_runs = min(a.runs, EXIT_RUNS)
+    res["env"]["boot_runs"], res["env"]["exit_runs"] = boot_runs, exit_runs
+    trace = None
+    if any(r in rows for r, _, _ in EXIT_ROWS):
+        try:
+            trace = kvmtrace.Trace()
+        except OSError as e:
+            print(f"exits rows skipped: {e}", flush=True)
     try:
-        for i in range(a.runs):
-            for row, cpus, mem in (("boot-128", 1, 128), ("boot-1g", 2, 1024)):
-                if row in rows:
-                    pair = boot_pair(cpus, mem)
-                    for vmm, r in pair.items():
-                        s.setdefault(row, {}).setdefault(vmm, []).append(r)
-                    print(f"[{time.monotonic() - t_start:6.0f}s] run {i + 1} {row}: {pair}", flush=True)
-                    save()
+        for i in range(max(a.runs, boot_runs)):
+            for row, cpus, mem in BOOT_ROWS + EXIT_ROWS:
+                is_exits = row.startswith("exits")
+                if row not in rows or i >= (exit_runs if is_exits else boot_runs) or (is_exits and not trace):
+                    continue
+                pair = boot_pair(cpus, mem, trace if is_exits else None)
+                for vmm, r in pair.items():
+                    s.setdefault(row, {}).setdefault(vmm, []).append(r)
+                brief = {v: {k: x for k, x in r.items() if k != "trace"} for v, r in pair.items()}
+                print(f"[{time.monotonic() - t_start:6.0f}s] run {i + 1} {row}: {brief}", flush=True)
+                save()
+            if i >= a.runs:
+                continue
             if "startup" in rows:
                 r = startup(3)
                 if i == 0:  # deterministic: once is enough
@@ -228,6 +247,8 @@ def main():
     finally:
         if srv:
             srv.close()
+        if trace:
+            trace.disarm()
     if "density" in rows:
         for vmm in ("ember", "qemu"):
             r = density(vmm, a.density, 120 if a.quick else 400)
