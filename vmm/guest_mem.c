@@ -6,6 +6,28 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#define HUGE_2M (2ULL << 20)
+
+/* Anonymous memory whose start is 2 MiB-aligned: KVM maps guest RAM with 2 MiB pages only
+ * where guest-physical and host-virtual addresses agree modulo 2 MiB (and the host backs them
+ * with a huge page), else every 4 KiB page costs the guest a nested page fault exit. Map
+ * 2 MiB more than asked and give back the unaligned head and the tail. */
+static void *map_aligned(uint64_t size, int flags)
+{
+    uint8_t *p = mmap(NULL, size + HUGE_2M, PROT_READ | PROT_WRITE, flags, -1, 0);
+    uint8_t *start;
+    size_t head;
+
+    if (p == MAP_FAILED)
+        return p;
+    start = (uint8_t *)(((uintptr_t)p + HUGE_2M - 1) & ~(uintptr_t)(HUGE_2M - 1));
+    head = (size_t)(start - p);
+    if (head)
+        munmap(p, head);
+    munmap(start + size, HUGE_2M - head);
+    return start;
+}
+
 int guest_mem_init(struct guest_mem *gm, uint64_t ram_size, int hugepages)
 {
     int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
@@ -16,8 +38,9 @@ int guest_mem_init(struct guest_mem *gm, uint64_t ram_size, int hugepages)
     if (ram_size == 0 || ram_size > (1ULL << 46))
         return -EINVAL;
     if (hugepages)
-        flags |= MAP_HUGETLB;
-    p = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, flags, -1, 0);
+        p = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, flags | MAP_HUGETLB, -1, 0);
+    else
+        p = map_aligned(ram_size, flags);
     if (p == MAP_FAILED)
         return -errno;
     /* Guest RAM should never end up in a core dump of ember. */

@@ -41,9 +41,9 @@ def fair_cmdline():
     return m.group(1).strip()
 
 
-def ember_cmd(cpus, mem, guest=GUEST, cmdline="", timer=True):
+def ember_cmd(cpus, mem, guest=GUEST, cmdline="", timer=True, binary=None):
     """ember with its defaults (the devices of DEVICES, its default command line) plus cmdline."""
-    return [str(BUILD / "ember"), "run", *(["--boot-timer"] if timer else []), "--cpus", str(cpus),
+    return [str(binary or BUILD / "ember"), "run", *(["--boot-timer"] if timer else []), "--cpus", str(cpus),
             "--memory", f"{mem}M", "--kernel", str(IMAGES / "bzImage"),
             "--initrd", str(IMAGES / "initramfs.cpio.gz"), *(["--cmdline", cmdline] if cmdline else []),
             "--", *guest]
