@@ -327,10 +327,10 @@ static enum qmp_result cmd_query_config(struct control *c, struct qmp_request *r
 /* ---- configuration before boot ---- */
 
 static const char *const configurable[] = {
-        "kernel",    "initrd", "cmdline",   "no-default-cmdline",
-        "cpus",      "memory", "hugepages", "console",
-        "disk",      "net",    "no-rng",    "boot-timer",
-        "on-reboot", "args",   NULL,
+        "kernel",    "initrd", "cmdline",        "no-default-cmdline",
+        "cpus",      "memory", "hugepages",      "console",
+        "disk",      "net",    "no-rng",         "boot-timer",
+        "on-reboot", "args",   "virtio-cmdline", NULL,
 };
 
 /* A kernel or initrd must be a readable regular file, said now rather than at `cont`. */

@@ -37,7 +37,7 @@ struct machine {
     const struct vm_config *cfg;
     struct virtio_dev virtio[MAX_VIRTIO];
     int nr_virtio;
-    char virtio_params[MAX_VIRTIO * 40]; /* virtio_mmio.device=... for the command line */
+    char virtio_params[MAX_VIRTIO * 40]; /* virtio_mmio.device=... (--virtio-cmdline) */
     struct console con_off;              /* the UART's console when hvc0 is the console */
     struct timespec start_wall;
     int kvm_fd;
@@ -269,8 +269,12 @@ static int add_virtio(struct machine *m, int err)
             d->ops->destroy(d);
         return err;
     }
-    snprintf(m->virtio_params + used, sizeof(m->virtio_params) - used,
-             "%svirtio_mmio.device=4K@0x%llx:%u", used ? " " : "", (unsigned long long)base, irq);
+    /* The DSDT describes every device; a kernel that also finds it on its command line
+     * registers it twice, and the second probe fails with an error line on the console. */
+    if (m->cfg->virtio_cmdline)
+        snprintf(m->virtio_params + used, sizeof(m->virtio_params) - used,
+                 "%svirtio_mmio.device=4K@0x%llx:%u", used ? " " : "", (unsigned long long)base,
+                 irq);
     m->nr_virtio++;
     return 0;
 }

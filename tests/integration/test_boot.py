@@ -57,6 +57,28 @@ def test_no_default_cmdline_replaces_it(ember, images, run_cmd):
     assert "i8042.noaux" not in r.out, r
 
 
+def test_virtio_devices_registered_once(ember, images, run_cmd):
+    # The DSDT describes every virtio device. With virtio_mmio.device= on the command line as
+    # well the kernel registered each twice and the second probe failed with an error line.
+    r = boot(ember, images, guest=["sh", "-c", "cat /proc/cmdline; ls /sys/bus/virtio/devices"],
+             run_cmd=run_cmd)
+    assert r.code == 0, r
+    assert "virtio_mmio.device=" not in r.out, r
+    assert "can't request region" not in r.out, r
+    assert "virtio0" in r.out.split(), r  # the entropy device, from the DSDT
+
+
+def test_virtio_cmdline_for_kernels_without_acpi(ember, images, run_cmd):
+    # acpi=off: the guest ignores the DSDT and finds the devices on its command line only
+    # (and cannot power off without ACPI: it resets, through the i8042).
+    r = boot(ember, images, "--virtio-cmdline", "--cmdline", "acpi=off",
+             guest=["sh", "-c", "cat /proc/cmdline; ls /sys/bus/virtio/devices; reboot -f"],
+             run_cmd=run_cmd)
+    assert r.code == EXIT_RESET, r
+    assert "virtio_mmio.device=4K@0x" in r.out, r
+    assert "virtio0" in r.out.split(), r
+
+
 def test_exit_status_comes_back(ember, images, run_cmd):
     r = boot(ember, images, guest=["sh", "-c", "exit 42"], run_cmd=run_cmd)
     assert "EMBER-EXIT=42" in r.out, r
