@@ -88,6 +88,15 @@ def test_tsc_deadline_timer(ember, images, run_cmd):
     assert "lapic-deadline" in r.out.split(), r
 
 
+def test_mtrrs_enabled_so_the_guest_sets_up_pat(ember, images, run_cmd):
+    # MTRRs on with write-back as the default type, as on a PC after its firmware: with them
+    # disabled Linux skips PAT and ioremap_wc() cannot give write-combining.
+    r = boot(ember, images, guest=["sh", "-c", "dmesg | grep x86/PAT:"], run_cmd=run_cmd)
+    assert r.code == 0, r
+    assert "MTRRs disabled" not in r.out, r
+    assert re.search(r"x86/PAT: Configuration \[0-7\]: WB +WC", r.out), r
+
+
 def test_exit_status_comes_back(ember, images, run_cmd):
     r = boot(ember, images, guest=["sh", "-c", "exit 42"], run_cmd=run_cmd)
     assert "EMBER-EXIT=42" in r.out, r
