@@ -57,7 +57,11 @@ struct virtq {
     bool event_idx; /* VIRTIO_F_EVENT_IDX negotiated */
     bool indirect;  /* VIRTIO_F_INDIRECT_DESC negotiated */
     const struct guest_mem *mem;
-    int kick_fd; /* ioeventfd the guest's notifications arrive on */
+    /* Host views of the rings, from virtq_enable(): valid while ready (the transport freezes
+     * the size and ring addresses then, and guest RAM never moves). */
+    uint8_t *desc_host, *avail_host, *used_host;
+    uint16_t mapped_size; /* the size they were mapped for */
+    int kick_fd;          /* ioeventfd the guest's notifications arrive on */
     struct loop_handler kick;
     struct virtio_dev *dev;
     int index;
@@ -80,10 +84,17 @@ int virtq_pop(struct virtq *q, struct virtq_chain *chain);
  * -EINVAL if head is not a descriptor index or the queue is not ready (e.g. after a reset:
  * a device must forget chains popped before it was reset, never push them). */
 int virtq_push(struct virtq *q, uint16_t head, uint32_t written);
+/* The same, but the guest sees it only at the next virtq_publish_used() (which
+ * virtio_notify_used() does): a batch of chains goes out with one used index store. */
+int virtq_add_used(struct virtq *q, uint16_t head, uint32_t written);
+void virtq_publish_used(struct virtq *q);
 /* Whether the guest wants an interrupt for what was pushed since the last one. */
 bool virtq_should_notify(struct virtq *q);
 /* Validate the ring addresses and size set by the driver; 0 or -EINVAL. */
 int virtq_check(const struct virtq *q);
+/* Validate the queue, map its rings and make it ready (indices as they are); 0 or -EINVAL
+ * (then the queue stays as it was). */
+int virtq_enable(struct virtq *q);
 /* Back to the reset state: not ready, size and ring addresses 0, indices 0, no features.
  * Keeps mem, dev, index and the kick eventfd. */
 void virtq_reset(struct virtq *q);

@@ -319,14 +319,13 @@ static void write_queue_ready(struct virtio_dev *d, uint32_t v)
         q->ready = false;
         return;
     }
-    if (virtq_check(q)) {
+    if (virtq_enable(q)) {
         log_debug("%s: queue %d: invalid size %u or rings, not made ready", d->name, q->index,
                   q->size);
         return;
     }
     q->last_avail = q->used_idx = q->signalled_used = 0;
     q->signalled_valid = false;
-    q->ready = true;
 }
 
 /* A QueueNotify the ioeventfd did not take (no KVM, or a value that is not a queue index). */
