@@ -153,14 +153,15 @@ static void log_backend_error(struct blk *b, const char *what, uint64_t off, int
              b->logged_errors == BLK_MAX_LOGGED_ERRORS ? " (further errors not logged)" : "");
 }
 
-/* Store the status byte and return the chain; `written` counts the data bytes before it. */
+/* Store the status byte and return the chain; `written` counts the data bytes before it. The
+ * guest sees it at the batch's virtio_notify_used(). */
 static void complete(struct blk *b, struct virtq *q, uint16_t head, uint8_t *status,
                      uint32_t written, uint8_t st)
 {
     if (st != BLK_S_OK)
         b->dev->stat_errors++;
     __atomic_store_n(status, st, __ATOMIC_RELAXED);
-    if (virtq_push(q, head, written + 1))
+    if (virtq_add_used(q, head, written + 1))
         log_debug("%s: could not return chain %u", b->dev->name, head);
 }
 

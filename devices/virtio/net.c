@@ -130,7 +130,7 @@ static void rx_fill(struct net *n, const struct virtio_net_hdr_v1 *hdr, const vo
         log_debug("%s: %zu-byte frame does not fit a %u-byte receive buffer, dropped", n->dev->name,
                   len, c->in_len);
     }
-    if (virtq_push(&n->dev->vq[RXQ], c->head, written))
+    if (virtq_add_used(&n->dev->vq[RXQ], c->head, written))
         virtio_mark_broken(n->dev, "receive queue: cannot return a buffer");
 }
 
@@ -389,7 +389,7 @@ static void tx_process(struct net *n, struct virtq *q)
             break;
         n->dev->stat_requests++;
         tx_one(n, &n->tx_chain);
-        if (virtq_push(q, n->tx_chain.head, 0)) {
+        if (virtq_add_used(q, n->tx_chain.head, 0)) {
             r = -EINVAL;
             break;
         }
