@@ -148,6 +148,7 @@ struct virtio_dev {
     uint64_t mmio_base;
     uint32_t irq;
     int irq_fd; /* irqfd for the device's GSI */
+    int ack_fd; /* ioeventfd that takes InterruptACK writes in KVM (never read) */
     /* Counters for metrics. */
     uint64_t stat_requests, stat_bytes, stat_errors;
 };

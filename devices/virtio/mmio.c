@@ -392,8 +392,15 @@ static uint32_t reg_read(struct virtio_dev *d, uint64_t off)
     case REG_QUEUE_DEVICE_LOW:
     case REG_QUEUE_DEVICE_HIGH:
         return read_queue_reg(d, off);
-    case REG_INTERRUPT_STATUS:
-        return d->isr;
+    case REG_INTERRUPT_STATUS: {
+        /* Reading clears it, as virtio-pci's ISR does: the driver acknowledges exactly what it
+         * read (Linux: vm_interrupt), so its InterruptACK write can stay in KVM (ack_fd) and
+         * cost no exit to ember. An event after the read sets its bit again. */
+        uint32_t isr = d->isr;
+
+        d->isr = 0;
+        return isr;
+    }
     case REG_STATUS:
         return d->status;
     case REG_SHM_LEN_LOW:
@@ -531,19 +538,27 @@ static int check_device(struct virtio_dev *d)
     return 0;
 }
 
-static int assign_ioeventfd(struct virtio_dev *d, struct virtq *q, bool assign)
+/* A 4-byte register write KVM signals on fd instead of exiting; with match, only that value. */
+static int assign_eventfd_reg(struct virtio_dev *d, uint64_t reg, int fd, const int *match,
+                              bool assign)
 {
     struct kvm_ioeventfd io = {
-            .datamatch = (uint64_t)q->index,
-            .addr = d->mmio_base + REG_QUEUE_NOTIFY,
+            .datamatch = match ? (uint64_t)*match : 0,
+            .addr = d->mmio_base + reg,
             .len = 4,
-            .fd = q->kick_fd,
-            .flags = KVM_IOEVENTFD_FLAG_DATAMATCH | (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
+            .fd = fd,
+            .flags = (match ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0) |
+                     (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
     };
 
     if (ioctl(d->vm->vm_fd, KVM_IOEVENTFD, &io) < 0)
         return log_errno("KVM_IOEVENTFD");
     return 0;
+}
+
+static int assign_ioeventfd(struct virtio_dev *d, struct virtq *q, bool assign)
+{
+    return assign_eventfd_reg(d, REG_QUEUE_NOTIFY, q->kick_fd, &q->index, assign);
 }
 
 static void teardown_queue(struct virtio_dev *d, struct virtq *q)
@@ -603,10 +618,15 @@ static int assign_irqfd(struct virtio_dev *d, bool assign)
 
 static void teardown_irq(struct virtio_dev *d)
 {
-    if (d->vm->vm_fd >= 0)
+    if (d->vm->vm_fd >= 0) {
         assign_irqfd(d, false);
+        if (d->ack_fd >= 0)
+            assign_eventfd_reg(d, REG_INTERRUPT_ACK, d->ack_fd, NULL, false);
+    }
+    if (d->ack_fd >= 0)
+        close(d->ack_fd);
     close(d->irq_fd);
-    d->irq_fd = -1;
+    d->irq_fd = d->ack_fd = -1;
 }
 
 static int setup_irq(struct virtio_dev *d)
@@ -621,6 +641,17 @@ static int setup_irq(struct virtio_dev *d)
         if (err) {
             close(d->irq_fd);
             d->irq_fd = -1;
+            return err;
+        }
+        /* InterruptACK: nothing left to do once the status read cleared the bits. */
+        d->ack_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        err = d->ack_fd < 0 ? log_errno("eventfd")
+                            : assign_eventfd_reg(d, REG_INTERRUPT_ACK, d->ack_fd, NULL, true);
+        if (err) {
+            if (d->ack_fd >= 0)
+                close(d->ack_fd);
+            d->ack_fd = -1;
+            teardown_irq(d);
             return err;
         }
     }
@@ -642,7 +673,7 @@ int virtio_mmio_init(struct virtio_dev *d, struct vm *vm, struct loop *loop, uin
     d->loop = loop;
     d->mmio_base = base;
     d->irq = irq;
-    d->irq_fd = -1;
+    d->irq_fd = d->ack_fd = -1;
     d->config_generation = 0;
     pthread_mutex_init(&d->lock, NULL);
     for (i = 0; i < d->nr_queues; i++) {
