@@ -43,7 +43,7 @@
 #define SECTOR_SHIFT 9
 #define SECTOR_SIZE  (1u << SECTOR_SHIFT)
 #define BLK_QUEUE    256 /* queue size offered, and the bound on requests in flight */
-#define BLK_SEG_MAX  128 /* data segments per request */
+#define BLK_SEG_MAX  254 /* data segments per request: with header and status, a full queue */
 #define BLK_ID_BYTES 20
 /* Discard is a cheap hole punch; write-zeroes may end up as writes, so it is kept smaller. */
 #define BLK_MAX_DISCARD_SECTORS (1u << 21) /* 1 GiB */
