@@ -17,9 +17,10 @@ struct exec_config {
     const char *env[EXEC_MAX_ENV]; /* K=V */
     int nr_env;
     const char *workdir;
-    int net_user;       /* --net user */
-    unsigned timeout_s; /* --timeout; 0: none */
-    int no_jail;        /* --no-jail */
+    int net_user;          /* --net user[,...] */
+    struct net_config net; /* its options, as ember run's --net user takes them */
+    unsigned timeout_s;    /* --timeout; 0: none */
+    int no_jail;           /* --no-jail */
     char **argv;
     int argc;
 };

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "eventloop.h"
+#include "outstream.h"
 
 struct virtio_dev;
 
@@ -15,9 +16,9 @@ enum { EXEC_PORT_STDIN, EXEC_PORT_STDOUT, EXEC_PORT_STDERR, EXEC_NR_PORTS };
 
 struct exec_io {
     /* Set by `ember exec` before the VM is built. */
-    int in_fd;           /* ember's stdin, or -1 */
-    int out_fd, err_fd;  /* descriptors of our own, safe to make non-blocking */
-    const uint8_t *spec; /* sent on the stdin port before stdin: the command (exec.c) */
+    int in_fd;                  /* ember's stdin, or -1 */
+    struct out_stream out, err; /* stdout and stderr, never blocking (fd -1: dropped) */
+    const uint8_t *spec;        /* sent on the stdin port before stdin: the command (exec.c) */
     size_t spec_len;
     struct timespec deadline; /* CLOCK_MONOTONIC; tv_sec 0: no time limit */
     unsigned timeout_s;       /* for messages */
@@ -32,7 +33,7 @@ struct exec_io {
 /* The multiport virtio-console carrying the three streams (devices/virtio/ports.c). */
 int virtio_exec_ports_create(struct virtio_dev *d, struct exec_io *io, struct loop *loop);
 /* After the VM stopped: write out what the guest queued and ember has not written yet,
- * waiting up to timeout_ms for slow readers. */
-void exec_io_flush(struct exec_io *io, int timeout_ms);
+ * waiting for slow readers until deadline (a clock_ms() value), for all of it together. */
+void exec_io_flush(struct exec_io *io, int64_t deadline);
 
 #endif

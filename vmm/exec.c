@@ -82,28 +82,14 @@ static int build_spec(const struct exec_config *x, struct spec *s)
     return 0;
 }
 
-/* A descriptor of our own for stdout/stderr that may be non-blocking without touching the
- * file description our parent shares; regular files are just duplicated. */
-static int open_stream(int fd, const char *what)
+/* A stream of our own for stdout/stderr that never blocks (outstream.h). */
+static void open_stream(struct out_stream *o, int fd, const char *what)
 {
-    struct stat st;
-    char path[32];
-    int r;
+    int err = out_stream_open(o, fd);
 
-    if (fstat(fd, &st) < 0)
-        return -1; /* closed: the stream is dropped */
-    if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) || S_ISSOCK(st.st_mode)) {
-        r = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-    } else {
-        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-        r = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-        if (r < 0)
-            r = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-    }
-    if (r < 0)
-        log_warn("exec: cannot open %s (%s); the command's %s is dropped", what, strerror(errno),
+    if (err)
+        log_warn("exec: cannot open %s (%s); the command's %s is dropped", what, strerror(-err),
                  what);
-    return r;
 }
 
 static void default_images(struct vm_config *cfg)
@@ -207,7 +193,11 @@ int exec_exit_code(const struct exec_io *io, int code)
 int ember_exec(struct exec_config *x, const struct timespec *start)
 {
     struct vm_config *cfg = &x->vm;
-    struct exec_io io = {.in_fd = STDIN_FILENO, .stop_reason = STOP_NONE, .guest_status = -1};
+    struct exec_io io = {.in_fd = STDIN_FILENO,
+                         .out.fd = -1,
+                         .err.fd = -1,
+                         .stop_reason = STOP_NONE,
+                         .guest_status = -1};
     struct spec spec = {0};
     char image[PATH_MAX] = "", jaildir[PATH_MAX] = "";
     int code = EXIT_VMM_ERROR;
@@ -239,19 +229,17 @@ int ember_exec(struct exec_config *x, const struct timespec *start)
         if (add_disk(cfg, image, "ember-copyin"))
             goto out;
     }
-    if (x->net_user && parse_net("user", &cfg->net[cfg->nr_nets++]))
-        goto out;
+    if (x->net_user)
+        cfg->net[cfg->nr_nets++] = x->net; /* host-loopback only when asked for */
     if (choose_jail(x, jaildir, sizeof(jaildir))) {
         code = EXIT_USAGE;
         goto out;
     }
-    io.out_fd = open_stream(STDOUT_FILENO, "stdout");
-    io.err_fd = open_stream(STDERR_FILENO, "stderr");
+    open_stream(&io.out, STDOUT_FILENO, "stdout");
+    open_stream(&io.err, STDERR_FILENO, "stderr");
     code = ember_run(cfg, start);
-    if (io.out_fd >= 0)
-        close(io.out_fd);
-    if (io.err_fd >= 0)
-        close(io.err_fd);
+    out_stream_close(&io.out);
+    out_stream_close(&io.err);
 out:
     if (jail_signal_fd() < 0) { /* the jailed child leaves this to the supervisor */
         if (image[0])

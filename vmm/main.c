@@ -5,6 +5,7 @@
 #include "log.h"
 #include "run.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -31,6 +32,9 @@ int main(int argc, char **argv)
     int r;
 
     clock_gettime(CLOCK_MONOTONIC, &start);
+    /* A reader that went away (stderr, a console pipe, a control client, the jail's relay) is
+     * an error return, never a death that skips the exit code and the cleanup. */
+    signal(SIGPIPE, SIG_IGN);
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;
