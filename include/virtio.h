@@ -178,7 +178,15 @@ struct virtio_dev {
     uint64_t mmio_base;
     uint32_t irq;
     int irq_fd; /* irqfd for the device's GSI */
-    int ack_fd; /* ioeventfd that takes InterruptACK writes in KVM (never read) */
+    /* InterruptACK in KVM: once the driver has shown it acknowledges exactly the status it
+     * read (devices/virtio/mmio.c), ack_fd takes its ACK writes without an exit to ember and
+     * status reads clear the bits instead; a reset goes back to the spec's way. */
+    int ack_fd;         /* eventfd KVM signals on an ACK write (never read), -1 without KVM */
+    bool ack_in_kvm;    /* ack_fd is registered: status reads clear */
+    bool ack_want;      /* what the loop should make ack_in_kvm */
+    bool isr_unacked;   /* learning: a non-zero status was read and not acknowledged yet */
+    uint32_t isr_read;  /* learning: that status */
+    uint8_t ack_streak; /* learning: reads acknowledged with exactly their value, in a row */
     /* Counters for metrics. */
     uint64_t stat_requests, stat_bytes, stat_errors;
     struct log_limit log_limit; /* messages the guest causes (log_guest) */

@@ -234,7 +234,7 @@ static void loop(struct builder *b, const struct sandbox_filter_opts *o)
     ALLOW(b, getrandom);           /* slirp: TCP initial sequence numbers, glib */
     fcntl_flags(b);                /* slirp's sockets, files opened at run time: O_NONBLOCK */
     ALLOW_IOCTL(b, KVM_IRQ_LINE);  /* the UART's interrupt line, on console input */
-    ALLOW_IOCTL(b, KVM_IOEVENTFD); /* teardown: devices unregister their notifications */
+    ALLOW_IOCTL(b, KVM_IOEVENTFD); /* InterruptACK into KVM (and out at a reset); teardown */
     ALLOW_IOCTL(b, KVM_IRQFD);     /* teardown: devices unregister their interrupts */
     ALLOW_IOCTL(b, TCSETSW);       /* the terminal back through tcsetattr(TCSADRAIN) */
     if (o->needs & SANDBOX_NEEDS_API)
