@@ -2,8 +2,10 @@
 #ifndef EMBER_VIRTIO_H
 #define EMBER_VIRTIO_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -120,6 +122,33 @@ void virtq_reset(struct virtq *q);
  * of that direction. Returns bytes copied. */
 size_t virtq_chain_read(const struct virtq_chain *c, size_t offset, void *dst, size_t len);
 size_t virtq_chain_write(const struct virtq_chain *c, size_t offset, const void *src, size_t len);
+/* Point iov at up to `len` bytes of a chain's readable (write false) or writable buffers, from
+ * byte `skip` of that direction, for I/O straight into or out of guest memory: the number of
+ * entries, or -E2BIG when it takes more than max. (Inline: it runs once per request.) */
+static inline int virtq_chain_iov(const struct virtq_chain *c, bool write, size_t skip, size_t len,
+                                  struct iovec *iov, int max)
+{
+    int n = 0;
+
+    for (uint32_t i = 0; i < c->nbufs && len > 0; i++) {
+        const struct virtq_buf *b = &c->buf[i];
+        size_t take;
+
+        if (b->write != write)
+            continue;
+        if (skip >= b->len) {
+            skip -= b->len;
+            continue;
+        }
+        if (n == max)
+            return -E2BIG;
+        take = b->len - skip < len ? b->len - skip : len;
+        iov[n++] = (struct iovec){(uint8_t *)b->host + skip, take};
+        len -= take;
+        skip = 0;
+    }
+    return n;
+}
 
 struct virtio_dev;
 

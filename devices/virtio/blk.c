@@ -508,25 +508,11 @@ static uint8_t *status_byte(const struct virtq_chain *c)
 static int map_data(struct blk_req *r, const struct virtq_chain *c, bool dev_writes, uint32_t skip,
                     uint32_t len)
 {
-    r->niov = r->first = 0;
-    for (uint32_t i = 0; i < c->nbufs && len > 0; i++) {
-        const struct virtq_buf *v = &c->buf[i];
-        uint32_t n;
+    int n = virtq_chain_iov(c, dev_writes, skip, len, r->iov, BLK_SEG_MAX);
 
-        if (v->write != dev_writes)
-            continue;
-        if (skip >= v->len) {
-            skip -= v->len;
-            continue;
-        }
-        if (r->niov == BLK_SEG_MAX)
-            return -E2BIG;
-        n = v->len - skip < len ? v->len - skip : len;
-        r->iov[r->niov++] = (struct iovec){(uint8_t *)v->host + skip, n};
-        len -= n;
-        skip = 0;
-    }
-    return 0;
+    r->first = 0;
+    r->niov = n < 0 ? 0 : n;
+    return n < 0 ? n : 0;
 }
 
 /* Whether [sector, sector + count) lies on the disk (no overflow for any input). */

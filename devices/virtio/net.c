@@ -184,32 +184,13 @@ static void rx_from_frame(struct net *n, const void *frame, size_t len)
 }
 
 /* Add to iov, after its first cnt entries, the held chain's writable bytes past the header's
- * place: the new count, or 0 when they hold less than the largest frame or come in too many
- * pieces. */
+ * place: the new count, or 0 when they come in more than NET_IOV_MAX pieces. The caller made
+ * sure they hold the largest frame. */
 static int rx_direct_iov(const struct net *n, struct iovec *iov, int cnt)
 {
-    const struct virtq_chain *c = &n->rx_chain;
-    uint32_t skip = NET_HDR_LEN;
-    size_t room = 0;
+    int k = virtq_chain_iov(&n->rx_chain, true, NET_HDR_LEN, SIZE_MAX, iov + cnt, NET_IOV_MAX);
 
-    if (c->in_len < NET_HDR_LEN + NET_MAX_FRAME)
-        return 0;
-    for (uint32_t i = 0; i < c->nbufs; i++) {
-        const struct virtq_buf *b = &c->buf[i];
-
-        if (!b->write)
-            continue;
-        if (skip >= b->len) {
-            skip -= b->len;
-            continue;
-        }
-        if (cnt == (int)NET_IOV_MAX + 1)
-            return 0;
-        iov[cnt++] = (struct iovec){(uint8_t *)b->host + skip, b->len - skip};
-        room += b->len - skip;
-        skip = 0;
-    }
-    return room >= NET_MAX_FRAME ? cnt : 0;
+    return k <= 0 ? 0 : cnt + k;
 }
 
 /* Read the next frame straight into the held chain (its header to the side, checked before
@@ -414,21 +395,9 @@ static bool tx_hdr_ok(const struct net *n, const struct virtio_net_hdr_v1 *h, si
  * takes them from guest memory: the count after `cnt`, or 0 when there are too many. */
 static int tx_guest_iov(const struct virtq_chain *c, struct iovec *iov, int cnt)
 {
-    uint32_t skip = NET_HDR_LEN;
+    int k = virtq_chain_iov(c, false, NET_HDR_LEN, SIZE_MAX, iov + cnt, NET_IOV_MAX);
 
-    for (uint32_t i = 0; i < c->nbufs; i++) {
-        const struct virtq_buf *b = &c->buf[i];
-
-        if (skip >= b->len) {
-            skip -= b->len;
-            continue;
-        }
-        if (cnt == (int)NET_IOV_MAX + 1)
-            return 0;
-        iov[cnt++] = (struct iovec){(uint8_t *)b->host + skip, b->len - skip};
-        skip = 0;
-    }
-    return cnt;
+    return k <= 0 ? 0 : cnt + k;
 }
 
 /* One chain: the header copied out once and checked (the guest cannot change it under us);

@@ -200,6 +200,20 @@ static void test_read_write_chain(void)
     CHECK_EQ(virtq_chain_write(&chain, 9, "!!", 2), 1);
     CHECK_EQ(virtq_chain_write(&chain, 10, "!", 1), 0);
 
+    /* The same parts as iovecs into guest memory, from an offset, for a length, bounded. */
+    {
+        struct iovec iov[4];
+
+        CHECK_EQ(virtq_chain_iov(&chain, false, 2, SIZE_MAX, iov, 4), 2);
+        CHECK(iov[0].iov_base == guest_ptr(&gm, DATA_GPA + 2, 1) && iov[0].iov_len == 1);
+        CHECK(iov[1].iov_base == guest_ptr(&gm, DATA_GPA + 0x100, 5) && iov[1].iov_len == 5);
+        CHECK_EQ(virtq_chain_iov(&chain, true, 3, 2, iov, 4), 2);
+        CHECK(iov[0].iov_base == guest_ptr(&gm, DATA_GPA + 0x1003, 1) && iov[0].iov_len == 1);
+        CHECK(iov[1].iov_base == guest_ptr(&gm, DATA_GPA + 0x1200, 1) && iov[1].iov_len == 1);
+        CHECK_EQ(virtq_chain_iov(&chain, true, 10, SIZE_MAX, iov, 4), 0);
+        CHECK_EQ(virtq_chain_iov(&chain, true, 0, SIZE_MAX, iov, 1), -E2BIG);
+    }
+
     CHECK_EQ(virtq_push(&q, chain.head, 10), 0);
     CHECK_EQ(rd32(USED_GPA + 4), 5);
     CHECK_EQ(rd32(USED_GPA + 8), 10);
