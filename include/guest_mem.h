@@ -19,6 +19,8 @@ struct guest_mem {
     uint64_t ram_size; /* sum of region sizes */
     void *mapping;     /* one anonymous mapping backing every region */
     size_t mapping_size;
+    void *below; /* the address space kept below it, unusable (see vmm/guest_mem.c) */
+    size_t below_size;
 };
 
 /* Map ram_size bytes of guest RAM, split around the 32-bit MMIO hole when large.

@@ -11,8 +11,10 @@
 /* Anonymous memory whose start is 2 MiB-aligned: KVM maps guest RAM with 2 MiB pages only
  * where guest-physical and host-virtual addresses agree modulo 2 MiB (and the host backs them
  * with a huge page), else every 4 KiB page costs the guest a nested page fault exit. Map
- * 2 MiB more than asked and give back the unaligned head and the tail. */
-static void *map_aligned(uint64_t size, int flags)
+ * 2 MiB more than asked and give back the tail. The unaligned head stays reserved (PROT_NONE,
+ * no memory): unmapped, the next thread stack would end on the aligned start and its top
+ * 2 MiB become a transparent huge page, 2 MiB of RSS for a few KiB of stack. */
+static void *map_aligned(struct guest_mem *gm, uint64_t size, int flags)
 {
     uint8_t *p = mmap(NULL, size + HUGE_2M, PROT_READ | PROT_WRITE, flags, -1, 0);
     uint8_t *start;
@@ -22,8 +24,12 @@ static void *map_aligned(uint64_t size, int flags)
         return p;
     start = (uint8_t *)(((uintptr_t)p + HUGE_2M - 1) & ~(uintptr_t)(HUGE_2M - 1));
     head = (size_t)(start - p);
-    if (head)
+    if (head && mprotect(p, head, PROT_NONE) == 0) {
+        gm->below = p;
+        gm->below_size = head;
+    } else if (head) {
         munmap(p, head);
+    }
     munmap(start + size, HUGE_2M - head);
     return start;
 }
@@ -40,7 +46,7 @@ int guest_mem_init(struct guest_mem *gm, uint64_t ram_size, int hugepages)
     if (hugepages)
         p = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, flags | MAP_HUGETLB, -1, 0);
     else
-        p = map_aligned(ram_size, flags);
+        p = map_aligned(gm, ram_size, flags);
     if (p == MAP_FAILED)
         return -errno;
     /* Guest RAM should never end up in a core dump of ember. */
@@ -64,6 +70,8 @@ void guest_mem_free(struct guest_mem *gm)
 {
     if (gm->mapping)
         munmap(gm->mapping, gm->mapping_size);
+    if (gm->below)
+        munmap(gm->below, gm->below_size);
     memset(gm, 0, sizeof(*gm));
 }
 

@@ -41,6 +41,12 @@ int main(void)
         CHECK(skew != MAP_FAILED);
         CHECK_EQ(guest_mem_init(&gm, (6ULL << 20) + odd, 0), 0);
         CHECK_EQ((uintptr_t)gm.region[0].host & ((2u << 20) - 1), 0);
+        /* The unaligned space below stays reserved, so the next mapping (a thread stack) does
+         * not end on the aligned start (its top would become a 2 MiB huge page of RSS). */
+        if (gm.below) {
+            CHECK((uint8_t *)gm.below + gm.below_size == (uint8_t *)gm.mapping);
+            CHECK(((uintptr_t)gm.below & ((2u << 20) - 1)) != 0);
+        }
         /* the whole size is usable */
         CHECK_EQ(guest_write(&gm, (6ULL << 20) + odd - 1, buf, 1), 0);
         guest_mem_free(&gm);
