@@ -227,7 +227,7 @@ def main():
                 pair = boot_pair(cpus, mem, trace if is_exits else None)
                 for vmm, r in pair.items():
                     s.setdefault(row, {}).setdefault(vmm, []).append(r)
-                brief = {v: {k: x for k, x in r.items() if k != "trace"} for v, r in pair.items()}
+                brief = {v: {k: x for k, x in r.items() if k not in ("trace", "kvm_at_init")} for v, r in pair.items()}
                 print(f"[{time.monotonic() - t_start:6.0f}s] run {i + 1} {row}: {brief}", flush=True)
                 save()
             if i >= a.runs:
