@@ -3,6 +3,9 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <linux/fs.h>
+#include <linux/random.h>
+#include <net/if_arp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -138,12 +141,32 @@ static void mkdirs(const char *path, mode_t mode)
     mkdir(tmp, mode);
 }
 
+// A guest restored from a snapshot may find its disk swapped for another file since it last
+// looked: wait (a little) until the kernel knows the new size, and forget what it cached of
+// the old content. `bytes` is the size ember says the disk has.
+static void disk_settle(const char *dev, long long bytes)
+{
+    char path[300], val[64];
+    snprintf(path, sizeof(path), "/sys/block/%s/size", dev + 5);
+    for (int i = 0; bytes > 0 && i < 5000; i++) {
+        if (read_file(path, val, sizeof(val)) == 0 && atoll(val) * 512 == bytes)
+            break;
+        usleep(1000);
+    }
+    int fd = open(dev, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ioctl(fd, BLKFLSBUF, 0);
+        close(fd);
+    }
+}
+
 // Read-only root disk under a tmpfs overlay: the command may write anywhere, nothing stays.
-static int overlay_root(void)
+static int overlay_root(long long bytes)
 {
     char dev[300];
     if (find_disk("ember-root", dev, sizeof(dev)) < 0)
         return fail("no disk with serial ember-root (--rootfs)"), -1;
+    disk_settle(dev, bytes);
     mkdirs("/mnt/lower", 0755);
     mkdirs("/mnt/rw", 0755);
     mkdirs("/mnt/root", 0755);
@@ -206,13 +229,14 @@ static unsigned long hex8(const char *p)
     return strtoul(t, NULL, 16);
 }
 
-static int copy_in(void)
+static int copy_in(long long bytes)
 {
     char dev[300], hdr[110], name[4096];
     struct rd *r;
     off_t at = 0;
     if (find_disk("ember-copyin", dev, sizeof(dev)) < 0)
         return fail("no disk with serial ember-copyin (--copy-in)"), -1;
+    disk_settle(dev, bytes);
     r = calloc(1, sizeof(*r));
     if (!r || (r->fd = open(dev, O_RDONLY | O_CLOEXEC)) < 0)
         return fail("open %s (--copy-in): %s", dev, strerror(errno)), -1;
@@ -301,12 +325,30 @@ static int link_up(int s, const char *ifname)
     return ioctl(s, SIOCSIFFLAGS, &ifr);
 }
 
-static void net_setup(int user)
+// eth0's MAC as ember chose it for this VM ("52:54:00:..."): clones of one snapshot differ.
+static void set_mac(int s, const char *mac)
+{
+    struct ifreq ifr;
+    unsigned int b[6];
+    if (sscanf(mac, "%x:%x:%x:%x:%x:%x", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5]) != 6)
+        return;
+    memset(&ifr, 0, sizeof(ifr));
+    snprintf(ifr.ifr_name, IFNAMSIZ, "eth0");
+    ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+    for (int i = 0; i < 6; i++)
+        ifr.ifr_hwaddr.sa_data[i] = (char)b[i];
+    if (ioctl(s, SIOCSIFHWADDR, &ifr) != 0)
+        fail("--net user: cannot set eth0's address: %s", strerror(errno));
+}
+
+static void net_setup(int user, const char *mac)
 {
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (s < 0)
         return;
     link_up(s, "lo");
+    if (user && mac)
+        set_mac(s, mac);
     if (user) {
         struct rtentry rt;
         struct sockaddr_in *gw = (struct sockaddr_in *)&rt.rt_gateway;
@@ -344,6 +386,39 @@ static void std_fds(void)
     }
 }
 
+// The host's entropy for this VM alone (64 hex digits): mixed in and credited, then the kernel
+// reseeds at once, so guests restored from one snapshot stop sharing their random numbers.
+static void reseed(const char *hex)
+{
+    struct {
+        int entropy_count, buf_size;
+        unsigned char buf[32];
+    } e = {.entropy_count = 256, .buf_size = 32};
+    for (int i = 0; i < 32; i++) {
+        unsigned int v;
+        if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+            return;
+        e.buf[i] = (unsigned char)v;
+    }
+    int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    if (ioctl(fd, RNDADDENTROPY, &e) != 0 || ioctl(fd, RNDRESEEDCRNG) != 0)
+        fail("cannot reseed the random number generator: %s", strerror(errno));
+    close(fd);
+}
+
+// The host's time ("sec.nsec"): a restored guest's clock stood still since the snapshot.
+static void set_clock(const char *v)
+{
+    char *end;
+    struct timespec ts = {.tv_sec = strtoll(v, &end, 10)};
+    if (*end == '.')
+        ts.tv_nsec = strtol(end + 1, NULL, 10);
+    if (clock_settime(CLOCK_REALTIME, &ts) != 0)
+        fail("cannot set the clock: %s", strerror(errno));
+}
+
 int exec_requested(void)
 {
     char cmdline[4096];
@@ -358,8 +433,9 @@ int exec_requested(void)
 int exec_main(void)
 {
     char in_dev[300], out_dev[300], err_dev[300], hdr[8];
-    char *argv[MAX_ARGS + 1], *workdir = NULL, *spec;
+    char *argv[MAX_ARGS + 1], *workdir = NULL, *spec, *mac = NULL, *seed = NULL, *now = NULL;
     int argc = 0, rootfs = 0, copy = 0, net = 0, in_fd, out_fd;
+    long long rootfs_bytes = 0, copy_bytes = 0;
     uint32_t len;
 
     std_fds();
@@ -396,23 +472,38 @@ int exec_main(void)
             break;
         case 'r':
             rootfs = 1;
+            rootfs_bytes = atoll(p + 1);
             break;
         case 'c':
             copy = 1;
+            copy_bytes = atoll(p + 1);
             break;
         case 'n':
             net = 1;
+            break;
+        case 'm':
+            mac = p + 1;
+            break;
+        case 's':
+            seed = p + 1;
+            break;
+        case 't':
+            now = p + 1;
             break;
         }
     }
     argv[argc] = NULL;
     if (argc == 0)
         return fail("exec: no command"), 125;
-    if (rootfs && overlay_root())
+    if (now)
+        set_clock(now);
+    if (seed)
+        reseed(seed);
+    if (rootfs && overlay_root(rootfs_bytes))
         return 125;
-    if (copy && copy_in())
+    if (copy && copy_in(copy_bytes))
         return 125;
-    net_setup(net);
+    net_setup(net, mac);
     if (workdir && chdir(workdir) != 0)
         return fail("--workdir %s: %s", workdir, strerror(errno)), 125;
 
