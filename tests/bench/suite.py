@@ -215,6 +215,9 @@ def main():
             trace = kvmtrace.Trace()
         except OSError as e:
             print(f"exits rows skipped: {e}", flush=True)
+            for row, _, _ in EXIT_ROWS:
+                if row in rows:
+                    s[row] = {"skipped": str(e)}  # measured only where tracefs is there (root)
     try:
         for i in range(max(a.runs, boot_runs)):
             for row, cpus, mem in BOOT_ROWS + EXIT_ROWS:
