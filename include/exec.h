@@ -22,6 +22,11 @@ struct exec_config {
     int no_jail;        /* --no-jail */
     char **argv;
     int argc;
+
+    /* ember-oci runs a container as an exec (vmm/oci/): */
+    struct exec_io *io;      /* streams, spec and agent link filled in; NULL: from the above */
+    int rootfs_rw;           /* the rootfs disk is attached read-write (else read-only) */
+    const char *files_image; /* a packed copy-in image (copyin_pack), attached read-only */
 };
 
 /* Parse `ember exec` arguments (argv[0] is "exec"). 0, 1 if help was printed, or -EINVAL
@@ -30,9 +35,14 @@ int cli_parse_exec(int argc, char **argv, struct exec_config *x);
 /* Run it; returns the command's status or one of ember's codes (exitcode.h). */
 int ember_exec(struct exec_config *x, const struct timespec *start);
 
-/* Pack --copy-in sources into a newc cpio image in a new temporary file (vmm/copyin.c).
- * Writes its path into path (size PATH_MAX). 0 or -errno after one error line. */
-int copyin_pack(const char *const *specs, int n, char *path, size_t pathlen);
+/* Pack --copy-in sources ("HOSTPATH:GUESTPATH") into a newc cpio image in a new file in dir
+ * (NULL: $TMPDIR) (vmm/copyin.c). Writes its path into path (size PATH_MAX). 0 or -errno
+ * after one error line. */
+int copyin_pack(const char *const *specs, int n, const char *dir, char *path, size_t pathlen);
+
+/* A descriptor of our own for the stream on fd (stdout, stderr) that may be made
+ * non-blocking without touching the file description others share; -1 if fd is closed. */
+int exec_open_stream(int fd, const char *what);
 
 /* ember_run calls this in exec mode to turn why the VM stopped into exec's exit code. */
 struct exec_io;

@@ -1,6 +1,7 @@
 /* `ember exec`: a throwaway microVM for one command: spec, streams, images, jail, exit code. */
 #include "exec.h"
 #include "exec_io.h"
+#include "exec_spec.h"
 #include "exitcode.h"
 #include "jail.h"
 #include "log.h"
@@ -21,70 +22,27 @@
 #endif
 #define NOBODY 65534
 
-/* The command spec the guest init reads from the stdin port: "EMBX", a little-endian length,
- * then NUL-terminated entries: a<arg> e<K=V> w<dir> r (overlay root) c (copy-in) n (net). */
-struct spec {
-    uint8_t *buf;
-    size_t len, cap;
-};
-
-static int spec_add(struct spec *s, char kind, const char *val)
+static int build_spec(const struct exec_config *x, struct exec_spec *s)
 {
-    size_t n = strlen(val) + 2;
-
-    if (s->len + n > s->cap) {
-        size_t cap = (s->len + n) * 2 + 256;
-        uint8_t *b = realloc(s->buf, cap);
-        if (!b)
-            return -ENOMEM;
-        s->buf = b;
-        s->cap = cap;
-    }
-    s->buf[s->len] = (uint8_t)kind;
-    memcpy(s->buf + s->len + 1, val, n - 1);
-    s->len += n;
-    return 0;
-}
-
-static int build_spec(const struct exec_config *x, struct spec *s)
-{
-    uint32_t body;
-    int err = 0;
-
-    s->cap = 4096;
-    s->buf = malloc(s->cap);
-    if (!s->buf)
-        err = -ENOMEM;
-    s->len = 8; /* magic and length, filled in last */
-    for (int i = 0; !err && i < x->argc; i++)
-        err = spec_add(s, 'a', x->argv[i]);
-    for (int i = 0; !err && i < x->nr_env; i++)
-        err = spec_add(s, 'e', x->env[i]);
-    if (!err && x->workdir)
-        err = spec_add(s, 'w', x->workdir);
-    if (!err && x->rootfs)
-        err = spec_add(s, 'r', "");
-    if (!err && x->nr_copy_in)
-        err = spec_add(s, 'c', "");
-    if (!err && x->net_user)
-        err = spec_add(s, 'n', "");
-    if (err) {
-        log_err("exec: out of memory");
-        return err;
-    }
-    if (s->len - 8 > (1 << 20)) {
-        log_err("exec: the command and environment take %zu bytes; at most 1 MiB", s->len - 8);
-        return -E2BIG;
-    }
-    body = (uint32_t)(s->len - 8);
-    memcpy(s->buf, "EMBX", 4);
-    memcpy(s->buf + 4, &body, 4);
-    return 0;
+    exec_spec_init(s);
+    for (int i = 0; i < x->argc; i++)
+        exec_spec_add(s, SPEC_ARG, x->argv[i]);
+    for (int i = 0; i < x->nr_env; i++)
+        exec_spec_add(s, SPEC_ENV, x->env[i]);
+    if (x->workdir)
+        exec_spec_add(s, SPEC_WORKDIR, x->workdir);
+    if (x->rootfs)
+        exec_spec_add(s, SPEC_OVERLAY, "");
+    if (x->nr_copy_in)
+        exec_spec_add(s, SPEC_COPYIN, "");
+    if (x->net_user)
+        exec_spec_add(s, SPEC_NET, "");
+    return exec_spec_finish(s);
 }
 
 /* A descriptor of our own for stdout/stderr that may be non-blocking without touching the
  * file description our parent shares; regular files are just duplicated. */
-static int open_stream(int fd, const char *what)
+int exec_open_stream(int fd, const char *what)
 {
     struct stat st;
     char path[32];
@@ -106,13 +64,37 @@ static int open_stream(int fd, const char *what)
     return r;
 }
 
+/* The guest images: $EMBER_IMAGES_DIR, else where `meson install` puts them beside ember
+ * (<bindir>/../share/ember/images), else the build's guest-images/out. */
+static const char *images_dir(void)
+{
+    static char installed[PATH_MAX + 32];
+    const char *dir = getenv("EMBER_IMAGES_DIR");
+    char exe[PATH_MAX], probe[PATH_MAX + 64], *slash;
+    ssize_t n;
+
+    if (dir && *dir)
+        return dir;
+    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(installed, sizeof(installed), "%s/../share/ember/images", exe);
+            snprintf(probe, sizeof(probe), "%s/bzImage", installed);
+            if (access(probe, R_OK) == 0)
+                return installed;
+        }
+    }
+    return EMBER_IMAGES_DEFAULT;
+}
+
 static void default_images(struct vm_config *cfg)
 {
-    static char kernel[PATH_MAX], initrd[PATH_MAX];
-    const char *dir = getenv("EMBER_IMAGES_DIR");
+    static char kernel[PATH_MAX + 64], initrd[PATH_MAX + 64];
+    const char *dir = images_dir();
 
-    if (!dir || !*dir)
-        dir = EMBER_IMAGES_DEFAULT;
     if (!cfg->kernel) {
         snprintf(kernel, sizeof(kernel), "%s/bzImage", dir);
         cfg->kernel = kernel;
@@ -123,7 +105,7 @@ static void default_images(struct vm_config *cfg)
     }
 }
 
-static int add_disk(struct vm_config *cfg, const char *path, const char *id)
+static int add_disk(struct vm_config *cfg, const char *path, const char *id, int readonly)
 {
     struct disk_config *d = &cfg->disk[cfg->nr_disks];
 
@@ -133,7 +115,7 @@ static int add_disk(struct vm_config *cfg, const char *path, const char *id)
     }
     snprintf(d->path, sizeof(d->path), "%s", path);
     snprintf(d->id, sizeof(d->id), "%s", id);
-    d->readonly = 1;
+    d->readonly = readonly;
     cfg->nr_disks++;
     return 0;
 }
@@ -177,29 +159,33 @@ static int choose_jail(struct exec_config *x, char *tmpdir, size_t len)
 
 int exec_exit_code(const struct exec_io *io, int code)
 {
+    int fail = io->fail_code ? io->fail_code : EXIT_VMM_ERROR;
+
     switch ((enum vm_stop_reason)io->stop_reason) {
     case STOP_POWEROFF:
         if (io->guest_status >= 0)
             return io->guest_status;
         log_err("exec: the guest powered off without reporting the command's status; is the "
                 "initramfs ember's (guest-images)?");
-        return EXIT_VMM_ERROR;
+        return fail;
     case STOP_TIMEOUT:
         log_err("exec: the command did not finish within --timeout %u s; the VM was stopped",
                 io->timeout_s);
         return EXIT_TIMEOUT;
     case STOP_RESET:
         log_err("exec: the guest rebooted before the command finished");
-        return EXIT_VMM_ERROR;
+        return fail;
     case STOP_PANIC:
         log_err("exec: the guest kernel panicked");
-        return EXIT_VMM_ERROR;
+        return fail;
     case STOP_CRASH:
         log_err("exec: KVM could not go on running the guest");
-        return EXIT_VMM_ERROR;
+        return fail;
     case STOP_SIGNAL:
         return code;
     default:
+        if (io->fail_code) /* ember-oci: the VM died; never a status the workload could give */
+            return fail;
         return code == 0 ? EXIT_VMM_ERROR : code;
     }
 }
@@ -207,36 +193,43 @@ int exec_exit_code(const struct exec_io *io, int code)
 int ember_exec(struct exec_config *x, const struct timespec *start)
 {
     struct vm_config *cfg = &x->vm;
-    struct exec_io io = {.in_fd = STDIN_FILENO, .stop_reason = STOP_NONE, .guest_status = -1};
-    struct spec spec = {0};
+    struct exec_io own = {.in_fd = STDIN_FILENO, .ready_fd = -1, .exit_fd = -1};
+    struct exec_io *io = x->io ? x->io : &own;
+    struct exec_spec spec = {0};
     char image[PATH_MAX] = "", jaildir[PATH_MAX] = "";
-    int code = EXIT_VMM_ERROR;
+    int code = EXIT_VMM_ERROR, ran_vm;
 
     default_images(cfg);
     cfg->console = CONSOLE_KIND_NONE; /* kernel messages stay out of CMD's streams */
     cfg->cmdline = "ember.exec=1";
     cfg->on_reboot = ON_REBOOT_EXIT;
-    cfg->exec = &io;
-    if (build_spec(x, &spec))
-        goto out;
-    io.spec = spec.buf;
-    io.spec_len = spec.len;
-    io.timeout_s = x->timeout_s;
-    if (x->timeout_s) {
-        io.deadline = *start;
-        io.deadline.tv_sec += x->timeout_s;
+    cfg->exec = io;
+    io->stop_reason = STOP_NONE;
+    io->guest_status = -1;
+    if (!x->io) {
+        if (build_spec(x, &spec))
+            goto out;
+        io->spec = spec.buf;
+        io->spec_len = spec.len;
     }
-    if (x->rootfs && add_disk(cfg, x->rootfs, "ember-root")) {
+    io->timeout_s = x->timeout_s;
+    if (x->timeout_s) {
+        io->deadline = *start;
+        io->deadline.tv_sec += x->timeout_s;
+    }
+    if (x->rootfs && add_disk(cfg, x->rootfs, "ember-root", !x->rootfs_rw)) {
         code = EXIT_USAGE;
         goto out;
     }
+    if (x->files_image && add_disk(cfg, x->files_image, "ember-copyin", 1))
+        goto out;
     if (x->nr_copy_in) {
-        if (copyin_pack(x->copy_in, x->nr_copy_in, image, sizeof(image))) {
+        if (copyin_pack(x->copy_in, x->nr_copy_in, NULL, image, sizeof(image))) {
             image[0] = '\0';
             code = EXIT_USAGE;
             goto out;
         }
-        if (add_disk(cfg, image, "ember-copyin"))
+        if (add_disk(cfg, image, "ember-copyin", 1))
             goto out;
     }
     if (x->net_user && parse_net("user", &cfg->net[cfg->nr_nets++]))
@@ -245,13 +238,18 @@ int ember_exec(struct exec_config *x, const struct timespec *start)
         code = EXIT_USAGE;
         goto out;
     }
-    io.out_fd = open_stream(STDOUT_FILENO, "stdout");
-    io.err_fd = open_stream(STDERR_FILENO, "stderr");
+    if (!x->io) {
+        io->out_fd = exec_open_stream(STDOUT_FILENO, "stdout");
+        io->err_fd = exec_open_stream(STDERR_FILENO, "stderr");
+    }
     code = ember_run(cfg, start);
-    if (io.out_fd >= 0)
-        close(io.out_fd);
-    if (io.err_fd >= 0)
-        close(io.err_fd);
+    ran_vm = jail_signal_fd() >= 0 || !cfg->jail.dir; /* not the jail's supervisor */
+    if (ran_vm)
+        exec_agent_finish(io, code);
+    if (io->out_fd >= 0)
+        close(io->out_fd);
+    if (io->err_fd >= 0)
+        close(io->err_fd);
 out:
     if (jail_signal_fd() < 0) { /* the jailed child leaves this to the supervisor */
         if (image[0])
@@ -259,6 +257,6 @@ out:
         if (jaildir[0])
             rmdir(jaildir);
     }
-    free(spec.buf);
+    exec_spec_free(&spec);
     return code;
 }

@@ -2,6 +2,7 @@
 #include "jail.h"
 #include "exitcode.h"
 #include "log.h"
+#include "run.h"
 #include "sandbox.h"
 
 #include <cap-ng.h>
@@ -282,7 +283,7 @@ static void cleanup(struct jail *jl)
         rmdir(jl->cgroup);
 }
 
-/* Supervisor: wait for the child, relaying SIGINT/SIGTERM/SIGHUP through the pipe. */
+/* Supervisor: wait for the child, relaying the signals of run_host_signals through the pipe. */
 static int supervise(pid_t pid, int relay_fd, int sfd)
 {
     for (;;) {
@@ -342,10 +343,7 @@ int jail_enter(struct vm_config *cfg, int *code)
         return err;
     if (pipe2(go, O_CLOEXEC) < 0 || pipe2(relay, O_CLOEXEC) < 0)
         return log_errno("jail: pipe");
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGHUP);
+    run_host_signals(cfg, &mask); /* relayed to the jailed ember */
     sigaddset(&mask, SIGCHLD);
     sigprocmask(SIG_BLOCK, &mask, NULL);
     pid = fork();

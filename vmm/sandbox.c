@@ -118,7 +118,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
 
 static int close_stray_fds(const struct vm_config *cfg)
 {
-    int keep[CONFIG_MAX_NETS + 3], nkeep = 0;
+    int keep[CONFIG_MAX_NETS + 5], nkeep = 0;
     unsigned int from = 3;
 
     for (int i = 0; i < cfg->nr_nets; i++)
@@ -131,6 +131,12 @@ static int close_stray_fds(const struct vm_config *cfg)
             keep[nkeep++] = cfg->exec->out_fd;
         if (cfg->exec->err_fd > 2)
             keep[nkeep++] = cfg->exec->err_fd;
+        if (cfg->exec->ctl) { /* ember-oci: readiness and the exit record */
+            if (cfg->exec->ready_fd > 2)
+                keep[nkeep++] = cfg->exec->ready_fd;
+            if (cfg->exec->exit_fd > 2)
+                keep[nkeep++] = cfg->exec->exit_fd;
+        }
     }
     /* Sort the few descriptors to keep, then close the ranges between them. */
     for (int i = 1; i < nkeep; i++)

@@ -58,9 +58,9 @@ static void common(struct builder *b)
     ALLOW(b, gettimeofday);    /* the same through glib */
     ALLOW(b, getpid);          /* pthread_kill's tgkill */
     ALLOW(b, gettid);          /* pthread_kill */
-    ALLOW(b, tgkill);          /* SIGUSR1 kicks a vCPU out of KVM_RUN */
+    ALLOW(b, tgkill);          /* VCPU_KICK_SIGNAL kicks a vCPU out of KVM_RUN */
     ALLOW(b, rt_sigprocmask);  /* pthread_kill blocks signals around the kick */
-    ALLOW(b, rt_sigreturn);    /* return from the SIGUSR1 kick handler */
+    ALLOW(b, rt_sigreturn);    /* return from the vCPU kick handler */
     ALLOW(b, restart_syscall); /* a call interrupted by a signal resumes */
     ALLOW(b, sched_yield);     /* spin-then-yield in glibc locks */
     ALLOW(b, exit);            /* a thread ends */
@@ -179,7 +179,7 @@ static void rebuild(struct builder *b)
     ALLOW(b, clone);                    /* vCPU threads (older glibc) */
     ALLOW(b, set_robust_list);          /* a new thread starts */
     ALLOW(b, rseq);                     /* a new thread starts */
-    ALLOW(b, rt_sigaction);             /* the SIGUSR1 kick handler */
+    ALLOW(b, rt_sigaction);             /* the vCPU kick handler */
     ALLOW(b, sysinfo);                  /* glib */
 }
 
@@ -204,6 +204,7 @@ static void loop(struct builder *b, int can_rebuild)
     ALLOW_IOCTL(b, TCSETSW);       /* the same through tcsetattr(TCSADRAIN) */
     ALLOW_IOCTL(b, FIONBIO);       /* slirp makes sockets non-blocking */
     ALLOW_IOCTL(b, FIONREAD);      /* slirp: bytes waiting on a socket */
+    ALLOW_IOCTL(b, TIOCGWINSZ);    /* ember-oci: the terminal's size for the guest's pty */
     if (can_rebuild)
         rebuild(b);
 }

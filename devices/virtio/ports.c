@@ -1,6 +1,8 @@
-/* virtio-console with MULTIPORT: `ember exec`'s stdin, stdout and stderr as three guest ports. */
+/* virtio-console with MULTIPORT: `ember exec`'s stdin, stdout and stderr as three guest ports
+ * (and ember-oci's agent link, ember.ctl, as a fourth: ports_ctl.c). */
 #include "exec_io.h"
 #include "log.h"
+#include "ports_ctl.h"
 #include "virtio_devices.h"
 #include "vm.h"
 
@@ -31,8 +33,8 @@ enum {
     PORT_NAME = 7,
 };
 
-static const char *const port_names[EXEC_NR_PORTS] = {"ember.stdin", "ember.stdout",
-                                                      "ember.stderr"};
+static const char *const port_names[EXEC_MAX_PORTS] = {"ember.stdin", "ember.stdout",
+                                                       "ember.stderr", "ember.ctl"};
 
 struct ports;
 
@@ -65,6 +67,8 @@ struct ports {
     struct out_port out[2];
     int timer_fd;
     struct loop_handler h_timer;
+    uint32_t nr_ports;
+    struct ctl_port ctlp; /* EXEC_PORT_CTL, when io->ctl */
 };
 
 static int rx_queue(int port)
@@ -145,15 +149,17 @@ static void ctl_receive(struct ports *p)
             memcpy(&event, m + 4, 2);
             memcpy(&value, m + 6, 2);
             if (event == DEVICE_READY && value == 1) {
-                for (uint32_t i = 0; i < EXEC_NR_PORTS; i++)
+                for (uint32_t i = 0; i < p->nr_ports; i++)
                     ctl_queue(p, i, DEVICE_ADD, 0, NULL);
-            } else if (event == PORT_READY && value == 1 && id < EXEC_NR_PORTS) {
+            } else if (event == PORT_READY && value == 1 && id < p->nr_ports) {
                 /* Open before the name: once the guest sees the name, the host side is up. */
                 ctl_queue(p, id, PORT_OPEN, 1, NULL);
                 ctl_queue(p, id, PORT_NAME, 0, port_names[id]);
             } else if (event == PORT_OPEN && id == EXEC_PORT_STDIN) {
                 /* Linux drops data that reaches a port nobody has open: wait for the open. */
                 p->stdin_ready = value == 1;
+            } else if (event == PORT_OPEN && id == EXEC_PORT_CTL && p->nr_ports > EXEC_PORT_CTL) {
+                ctl_port_set_open(&p->ctlp, value == 1);
             } else {
                 log_debug("exec ports: control event %u for port %u (value %u)", event, id, value);
             }
@@ -379,10 +385,10 @@ static void on_out(struct loop_handler *h, uint32_t events)
 
 static void ports_config_read(struct virtio_dev *d, uint32_t offset, uint8_t *data, uint32_t len)
 {
+    struct ports *p = d->priv;
     /* cols, rows (no size), max_nr_ports, emerg_wr */
-    static const uint8_t config[12] = {0, 0, 0, 0, EXEC_NR_PORTS, 0, 0, 0, 0, 0, 0, 0};
+    uint8_t config[12] = {0, 0, 0, 0, (uint8_t)p->nr_ports, 0, 0, 0, 0, 0, 0, 0};
 
-    (void)d;
     memcpy(data, config + offset, len);
 }
 
@@ -401,6 +407,10 @@ static void ports_queue_notify(struct virtio_dev *d, struct virtq *q)
         pump_input(p);
         break;
     default:
+        if (p->nr_ports > EXEC_PORT_CTL && q->index == p->ctlp.rxq)
+            ctl_port_send(&p->ctlp);
+        else if (p->nr_ports > EXEC_PORT_CTL && q->index == p->ctlp.txq)
+            ctl_port_receive(&p->ctlp);
         for (int i = 0; i < 2; i++)
             if (q->index == p->out[i].tx)
                 pump_output(p, &p->out[i], 0);
@@ -415,6 +425,7 @@ static void ports_reset(struct virtio_dev *d)
     p->rx_held = p->stdin_ready = p->eof_sent = false;
     p->spec_sent = 0;
     p->ctl_n = 0;
+    ctl_port_reset(&p->ctlp);
     for (int i = 0; i < 2; i++) {
         p->out[i].held = false;
         watch_out(p, &p->out[i], false);
@@ -467,6 +478,8 @@ int virtio_exec_ports_create(struct virtio_dev *d, struct exec_io *io, struct lo
     p->d = d;
     p->loop = loop;
     p->timer_fd = -1;
+    p->nr_ports = io->ctl ? EXEC_MAX_PORTS : EXEC_PORT_CTL;
+    ctl_port_init(&p->ctlp, d, io, rx_queue(EXEC_PORT_CTL), rx_queue(EXEC_PORT_CTL) + 1);
     p->h_in = (struct loop_handler){io->in_fd, on_stdin};
     for (int i = 0; i < 2; i++) {
         struct out_port *o = &p->out[i];
@@ -502,7 +515,7 @@ int virtio_exec_ports_create(struct virtio_dev *d, struct exec_io *io, struct lo
             .device_id = VIRTIO_ID_CONSOLE,
             .features = 1ULL << F_MULTIPORT,
             .config_size = 12,
-            .nr_queues = 2 * (EXEC_NR_PORTS + 1),
+            .nr_queues = 2 * ((int)p->nr_ports + 1),
             .ops = &ports_ops,
             .priv = p,
     };
@@ -524,5 +537,23 @@ void exec_io_flush(struct exec_io *io, int timeout_ms)
         watch_out(p, &p->out[i], false);
         pump_output(p, &p->out[i], timeout_ms);
     }
+    if (p->nr_ports > EXEC_PORT_CTL)
+        ctl_port_receive(&p->ctlp); /* the agent's exit record, sent just before power-off */
     pthread_mutex_unlock(&d->lock);
+}
+
+int exec_io_send(struct exec_io *io, const char *line)
+{
+    struct virtio_dev *d = io->dev;
+    struct ports *p;
+    int err;
+
+    if (!d || !(p = d->priv) || p->nr_ports <= EXEC_PORT_CTL)
+        return -ENOTCONN;
+    pthread_mutex_lock(&d->lock);
+    err = ctl_port_queue(&p->ctlp, line);
+    if (!err)
+        ctl_port_send(&p->ctlp);
+    pthread_mutex_unlock(&d->lock);
+    return err;
 }
