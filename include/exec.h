@@ -40,6 +40,10 @@ int ember_exec(struct exec_config *x, const struct timespec *start);
  * after one error line. */
 int copyin_pack(const char *const *specs, int n, const char *dir, char *path, size_t pathlen);
 
+/* Where the guest kernel and initramfs are looked for: $EMBER_IMAGES_DIR, else the installed
+ * <bindir>/../share/ember/images when it holds them, else the build's guest-images/out. */
+const char *exec_images_dir(void);
+
 /* A descriptor of our own for the stream on fd (stdout, stderr) that may be made
  * non-blocking without touching the file description others share; -1 if fd is closed. */
 int exec_open_stream(int fd, const char *what);

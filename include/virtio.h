@@ -25,8 +25,9 @@ struct vm;
 #define VIRTIO_STATUS_NEEDS_RESET 64
 #define VIRTIO_STATUS_FAILED      128
 
-#define VIRTQ_MAX_SIZE    1024 /* largest queue size any ember device offers */
-#define VIRTIO_MAX_QUEUES 8
+#define VIRTQ_MAX_SIZE 1024 /* largest queue size any ember device offers */
+#define VIRTIO_MAX_QUEUES                                                                          \
+    10 /* the exec ports with ember-oci's ctl port: 4 ports + control, 2 each */
 
 /* One guest buffer of a descriptor chain, validated and translated to host memory. */
 struct virtq_buf {

@@ -66,7 +66,7 @@ int exec_open_stream(int fd, const char *what)
 
 /* The guest images: $EMBER_IMAGES_DIR, else where `meson install` puts them beside ember
  * (<bindir>/../share/ember/images), else the build's guest-images/out. */
-static const char *images_dir(void)
+const char *exec_images_dir(void)
 {
     static char installed[PATH_MAX + 32];
     const char *dir = getenv("EMBER_IMAGES_DIR");
@@ -93,7 +93,7 @@ static const char *images_dir(void)
 static void default_images(struct vm_config *cfg)
 {
     static char kernel[PATH_MAX + 64], initrd[PATH_MAX + 64];
-    const char *dir = images_dir();
+    const char *dir = exec_images_dir();
 
     if (!cfg->kernel) {
         snprintf(kernel, sizeof(kernel), "%s/bzImage", dir);
