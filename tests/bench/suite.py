@@ -194,15 +194,16 @@ def main():
 
     def save():
         res["env"]["load_end"] = loadavg()
+        res["env"]["duration_s"] = round(time.monotonic() - t_start)
         out.write_text(json.dumps(res, indent=1))
 
+    t_start = time.monotonic()
     srv = None
     image = None
     net_rows = [r for r in ("blk", "slirp", "tap") if r in rows]
     if net_rows:
         image = blknet.bench_image()
         srv = blknet.Servers(net_rows, os.environ.get("TMPDIR", "/tmp"))
-    t_start = time.monotonic()
     try:
         for i in range(a.runs):
             for row, cpus, mem in (("boot-128", 1, 128), ("boot-1g", 2, 1024)):
@@ -235,9 +236,8 @@ def main():
             print(f"[{time.monotonic() - t_start:6.0f}s] density {vmm}: {r}", flush=True)
             save()
     if "exec" in rows:
-        s["exec"] = exec_row(1 if a.quick else 5)
+        s["exec"] = exec_row(a.runs)
         print(f"[{time.monotonic() - t_start:6.0f}s] exec: {s['exec']}", flush=True)
-    res["env"]["duration_s"] = round(time.monotonic() - t_start)
     save()
 
 

@@ -177,6 +177,11 @@ def loader():
     elf64 = bytearray(elf)
     struct.pack_into("<H", elf64, 56, 1)  # e_phnum 1: no note, the 64-bit entry
     write("loader", "elf-64", bytes(elf64))
+    # arm64 Image: the 64-byte header (text_offset 0, image_size 1 MiB, 4K pages), then a body.
+    a64 = bytearray(4096)
+    struct.pack_into("<IIQQQQQQII", a64, 0, 0x91005a4d, 0x14000000, 0, 1 << 20, 0x2, 0, 0, 0,
+                     0x644d5241, 0)
+    write("loader", "arm64-image", bytes(a64))
 
 
 def qmp():

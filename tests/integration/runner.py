@@ -8,7 +8,7 @@ The tests are collected here (collection needs no KVM) and their files shared ou
 $EMBER_TEST_LANES lanes (default: 2 on a machine with 2 or more CPUs in the emulated test host,
 1 where KVM runs directly), balanced by the durations measured last time
 (~/.cache/ember/test-durations.json, else by test count).  Each lane runs its files in a test
-host of its own (with $EMBER_KVMHOST_CPUS, default 1: more vCPUs make nested SVM flaky) that
+host of its own (tests/kvmhost/run decides where, and gives each test host one vCPU) that
 reports each test's start and end as they happen (conftest.py: $EMBER_TESTS_LOG).
 
 Nested KVM under TCG emulation now and then wedges a whole test host (tests/kvmhost kills it
@@ -56,15 +56,13 @@ def collect(select):
 
 
 def direct_kvm():
-    """Where tests/kvmhost/run will run the tests itself (no emulated test host)."""
-    mode = os.environ.get("EMBER_TEST_HOST", "")
-    if mode in ("direct", "tcg"):
-        return mode == "direct"
-    try:
-        cpu = open("/proc/cpuinfo").read()
-        return (" vmx" in cpu or " svm" in cpu) and os.access("/dev/kvm", os.R_OK | os.W_OK)
-    except OSError:
-        return False
+    """Where tests/kvmhost/run will run the tests: directly (True) or in emulated test hosts."""
+    p = subprocess.run([os.path.join(ROOT, "tests", "kvmhost", "run"), "--mode"],
+                       capture_output=True, text=True)
+    if p.returncode or p.stdout.strip() not in ("direct", "tcg"):
+        sys.stderr.write(p.stderr)
+        return None
+    return p.stdout.strip() == "direct"
 
 
 def read_log(path):
@@ -98,7 +96,7 @@ def relay(stream, prefix):
             sys.stderr.flush()
 
 
-def run_lane(ids, scratch, tag, extra, durations, cpus):
+def run_lane(ids, scratch, tag, extra, durations):
     """Run ids through as many test hosts as it takes; -> {node: (outcome, reason)}, outcome
     "passed", "failed" or "skipped"."""
     outcome, wedges, pending = {}, {}, list(ids)
@@ -111,8 +109,6 @@ def run_lane(ids, scratch, tag, extra, durations, cpus):
             f.write("".join(n + "\n" for n in pending))
         env = dict(os.environ, EMBER_TESTS_ONLY=only, EMBER_TESTS_LOG=log,
                    PYTHONDONTWRITEBYTECODE="1")
-        if cpus:
-            env["EMBER_KVMHOST_CPUS"] = str(cpus)
         t0 = time.monotonic()
         p = subprocess.Popen([os.path.join(ROOT, "tests", "kvmhost", "run"), "--scratch", scratch,
                               "--", PY, "-m", "pytest", "-p", "no:cacheprovider", "-vv", "-rfE"] +
@@ -166,11 +162,11 @@ def share_out(ids, lanes, durations):
     return [ns for ns in out if ns], load
 
 
-def run_lanes(groups, scratch, tag, extra, durations, cpus):
+def run_lanes(groups, scratch, tag, extra, durations):
     outcome, threads = {}, []
 
     def one(i, ids):
-        outcome.update(run_lane(ids, scratch, "%s%d" % (tag, i + 1), extra, durations, cpus))
+        outcome.update(run_lane(ids, scratch, "%s%d" % (tag, i + 1), extra, durations))
 
     for i, ids in enumerate(groups):
         t = threading.Thread(target=one, args=(i, ids))
@@ -202,21 +198,22 @@ def main():
     except (OSError, ValueError, AttributeError):
         durations = {}
     direct = direct_kvm()
+    if direct is None:
+        say("tests/kvmhost/run --mode failed (above)")
+        return 1
     lanes = int(os.environ.get("EMBER_TEST_LANES") or
                 (1 if direct or (os.cpu_count() or 1) < 2 else 2))
-    # 1 vCPU per test host whatever the lanes: guests triple-fault in multi-vCPU ones.
-    cpus = os.environ.get("EMBER_KVMHOST_CPUS") or ("" if direct else "1")
     groups, load = share_out(ids, max(1, lanes), durations)
     say("%d tests in %d lane(s)%s, about %s s each (%s)"
-        % (len(ids), len(groups), ", %s CPU(s) per test host" % cpus if cpus and not direct else "",
+        % (len(ids), len(groups), "" if direct else " of emulated test hosts",
            "/".join("%.0f" % x for x in load),
            "by the durations measured last time" if durations else "30 s a test: none measured yet"))
     marks = [] if slow else ["-m", "not slow"]
-    outcome = run_lanes(groups, scratch, "lane", marks, durations, cpus)
+    outcome = run_lanes(groups, scratch, "lane", marks, durations)
     failed = [n for n in ids if outcome[n][0] == "failed"]
     if failed and len(failed) <= MAX_RETRIES:
         say("running %d failed test(s) once more in a fresh test host" % len(failed))
-        again = run_lane(failed, scratch, "retry", marks, {}, cpus)
+        again = run_lane(failed, scratch, "retry", marks, {})
         for n in failed:
             if again[n][0] == "passed":
                 say("FLAKY (failed, then passed on retry): " + n)
