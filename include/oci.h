@@ -156,6 +156,9 @@ void oci_state_remove(struct oci_state *s);
 void oci_state_close(struct oci_state *s);
 /* /proc/<pid>/stat field 22, or 0 if the process is gone (or a zombie). */
 unsigned long long oci_proc_starttime(pid_t pid);
+/* The VMM's exit record (<state>/exit) says the guest's OOM killer struck: create the bundle's
+ * "oom" file, where podman and CRI-O look (conmon writes it for a host OOM kill). */
+void oci_note_oom(const struct oci_state *s, const char *bundle);
 /* The path of a file in the state directory. */
 void oci_state_path(const struct oci_state *s, const char *name, char *buf, size_t len);
 
@@ -193,12 +196,18 @@ struct oci_launch {
     int console_slave; /* terminal: the pty's slave; -1 */
     int ready_fd;      /* the VMM writes one byte here once the agent is ready */
     int go_fd;         /* one byte once create has put the VMM into its cgroup */
+    int err_fd;        /* (the VMM's own) the container's stderr, once fd 2 is the log */
     const char *image; /* rootfs.img */
     const char *files; /* the bind-mounted files' image, or NULL */
     struct exec_spec *spec;
 };
-/* In the forked child: become the VMM and run the VM to its end. Returns the exit code. */
+/* In the forked child: become the VMM (monitor and ember) and run the VM to its end.
+ * Returns the exit code: the workload's status, 128+n if it was killed by signal n, 255 if
+ * the VM failed. */
 int oci_vmm_main(struct oci_launch *l);
+/* Pass the engine's signals (INT, TERM, HUP, QUIT, USR1, USR2) on to child until it ends;
+ * its status, 128+n if signal n killed it. */
+int oci_relay_and_wait(pid_t child);
 /* Guest RAM (bytes) and vCPUs for the config's limits. */
 uint64_t oci_guest_memory(const struct oci_config *c);
 int oci_guest_cpus(const struct oci_config *c);

@@ -74,6 +74,38 @@ struct agent {
     size_t line_len;
 };
 
+// runc's rule: without HOME in the environment, the user's home from the container's
+// /etc/passwd, else "/". Called in the child, after chroot.
+static char **with_home(char **env, int n, uid_t uid)
+{
+    static char home[600];
+    char line[1024];
+    for (int i = 0; i < n; i++)
+        if (!strncmp(env[i], "HOME=", 5))
+            return env;
+    snprintf(home, sizeof(home), "HOME=/");
+    FILE *f = fopen("/etc/passwd", "re");
+    while (f && fgets(line, sizeof(line), f)) {
+        char *field[7], *p = line;
+        int k = 0;
+        for (; k < 7 && p; k++)
+            field[k] = strsep(&p, ":");
+        if (k == 7 && strtoul(field[2], NULL, 10) == uid && *field[5]) {
+            snprintf(home, sizeof(home), "HOME=%.512s", field[5]);
+            break;
+        }
+    }
+    if (f)
+        fclose(f);
+    char **out = malloc((n + 2) * sizeof(*out));
+    if (!out)
+        return env;
+    memcpy(out, env, n * sizeof(*out));
+    out[n] = home;
+    out[n + 1] = NULL;
+    return out;
+}
+
 // In the child: become the workload. Reports errno through report_fd if it cannot.
 static void become_workload(struct agent *a, int slave, int report_fd)
 {
@@ -106,7 +138,7 @@ static void become_workload(struct agent *a, int slave, int report_fd)
     if (setgroups(s->ngroups, s->groups) != 0 || setgid(s->gid) != 0 || setuid(s->uid) != 0)
         goto failed;
     umask(s->umask);
-    environ = (char **)s->env;
+    environ = with_home((char **)s->env, s->nenv, s->uid);
     execvp(s->argv[0], s->argv);
 failed:
     e = errno;

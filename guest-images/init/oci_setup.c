@@ -190,8 +190,17 @@ static int do_mount(const struct oci_mount *m)
     if (is_file) {
         snprintf(src, sizeof(src), FILES_DIR "/%d", m->file);
         r = mount(src, target, NULL, MS_BIND, NULL);
-        if (r == 0 && (m->flags & ~MS_BIND))
-            r = mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | (m->flags & ~MS_BIND), NULL);
+        if (r == 0 && (m->flags & ~MS_BIND)) {
+            // The descriptor still names what lies under the new mount: look it up again.
+            int top = open_in_root(m->dest, O_PATH);
+            char top_path[64];
+            fd_path(top, top_path, sizeof(top_path));
+            r = top < 0 ? -1
+                        : mount(NULL, top_path, NULL, MS_REMOUNT | MS_BIND | (m->flags & ~MS_BIND),
+                                NULL);
+            if (top >= 0)
+                close(top);
+        }
     } else {
         r = mount(source, target, m->type, m->flags, m->data);
     }

@@ -99,30 +99,6 @@ int oci_cmd_start(int argc, char **argv)
     return code;
 }
 
-/* The VMM's exit record (<state>/exit): whether the guest's OOM killer struck. Podman and
- * CRI-O look for an "oom" file in the bundle, which conmon writes for host OOM kills; write
- * it for the guest's too. */
-static void note_oom(const struct oci_state *s)
-{
-    char path[PATH_MAX + 1200], buf[256];
-    ssize_t n;
-    int fd;
-
-    oci_state_path(s, "exit", path, sizeof(path));
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    buf[n > 0 ? n : 0] = '\0';
-    if (!strstr(buf, "\"oom_killed\":true"))
-        return;
-    snprintf(path, sizeof(path), "%s/oom", s->bundle);
-    fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-    if (fd >= 0)
-        close(fd);
-}
-
 int oci_cmd_state(int argc, char **argv)
 {
     struct oci_state s = {.dirfd = -1, .lockfd = -1};
@@ -134,7 +110,7 @@ int oci_cmd_state(int argc, char **argv)
         return 1;
     }
     if (oci_state_status(&s) == ST_STOPPED)
-        note_oom(&s);
+        oci_note_oom(&s, s.bundle);
     o = oci_state_json(&s);
     printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
                                                              JSON_C_TO_STRING_NOSLASHESCAPE));
@@ -272,7 +248,7 @@ int oci_cmd_delete(int argc, char **argv)
         if (wait_gone(&s, KILL_WAIT_MS))
             oci_debug("delete: the VMM (pid %d) is still not reaped", (int)s.pid);
     }
-    note_oom(&s);
+    oci_note_oom(&s, s.bundle);
     oci_quiet(1); /* runc only warns when these fail; the bundle may be gone */
     if (oci_config_load(s.bundle, &c) == 0)
         oci_run_hooks(&c, HOOK_POSTSTOP, &s);

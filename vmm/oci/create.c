@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -187,37 +186,6 @@ static void now_rfc3339(char *buf, size_t len)
     snprintf(buf, len, "%s.%09ldZ", sec, ts.tv_nsec);
 }
 
-/* `run` in the foreground: the engine's signals go to the VMM, which passes them on; exit
- * with its status. */
-static int wait_foreground(pid_t pid)
-{
-    static const int relay[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
-    sigset_t mask;
-    int sfd, st;
-
-    sigemptyset(&mask);
-    for (size_t i = 0; i < sizeof(relay) / sizeof(relay[0]); i++)
-        sigaddset(&mask, relay[i]);
-    sigaddset(&mask, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &mask, NULL);
-    sfd = signalfd(-1, &mask, SFD_CLOEXEC);
-    for (;;) {
-        struct signalfd_siginfo si;
-
-        if (waitpid(pid, &st, WNOHANG) == pid)
-            break;
-        if (sfd < 0 || read(sfd, &si, sizeof(si)) != sizeof(si)) {
-            if (sfd >= 0 && errno == EINTR)
-                continue;
-            waitpid(pid, &st, 0);
-            break;
-        }
-        if (si.ssi_signo != SIGCHLD)
-            kill(pid, (int)si.ssi_signo);
-    }
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
 int oci_cmd_create(int argc, char **argv, int run)
 {
     static struct oci_config cfg;
@@ -335,7 +303,7 @@ int oci_cmd_create(int argc, char **argv, int run)
         if (!code && !oci_flag(detach)) {
             oci_state_close(&st);
             have_state = 0;
-            code = wait_foreground(pid);
+            code = oci_relay_and_wait(pid); /* run in the foreground */
         }
     }
 out:

@@ -263,3 +263,24 @@ void oci_state_close(struct oci_state *s)
     json_object_put(s->annotations);
     s->annotations = NULL;
 }
+
+void oci_note_oom(const struct oci_state *s, const char *bundle)
+{
+    char path[PATH_MAX + 1200], buf[256];
+    ssize_t n;
+    int fd;
+
+    oci_state_path(s, "exit", path, sizeof(path));
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    if (!strstr(buf, "\"oom_killed\":true"))
+        return;
+    snprintf(path, sizeof(path), "%s/oom", bundle);
+    fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0)
+        close(fd);
+}
