@@ -203,3 +203,60 @@ def test_installed_layout_finds_the_images(tmp_path, images):
                                                         "ember" / "images"), images
     assert os.path.exists(os.path.join(images, "bzImage"))
     assert os.path.exists(os.path.join(images, "initramfs.cpio.gz"))
+
+
+# As conmon does with --console-socket: take the pty master from runc's one message (the name
+# as data, the fd as SCM_RIGHTS), start, resize the master, read what the workload printed.
+CONSOLE = textwrap.dedent("""
+    import array, fcntl, json, os, select, socket, struct, subprocess, sys, termios, time
+    rt, root, b, cid, sock_path = sys.argv[1:6]
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(sock_path)
+    srv.listen(1)
+    create = subprocess.Popen([rt, "--root", root, "create", "--bundle", b, "--console-socket",
+                               sock_path, cid], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    conn, _ = srv.accept()
+    fds = array.array("i")
+    name, anc, flags, _ = conn.recvmsg(256, socket.CMSG_LEN(fds.itemsize))
+    level, kind, data = anc[0]
+    assert level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+    fds.frombytes(data[:fds.itemsize])
+    master = fds[0]
+    assert create.wait() == 0
+    subprocess.run([rt, "--root", root, "start", cid], check=True)
+    out, resized, end = b"", False, time.monotonic() + 120
+    while time.monotonic() < end and b"second" not in out:
+        r, _, _ = select.select([master], [], [], 1)
+        if r:
+            try:
+                out += os.read(master, 4096)
+            except OSError:
+                break
+        if b"first" in out and not resized:
+            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+            resized = True
+    print(json.dumps({"name": name.rstrip(b"\\0").decode(), "out": out.decode(errors="replace")}))
+""")
+
+
+@pytest.mark.parametrize("rt", ["crun", "ember"])
+def test_console_socket_and_resize(rt, rootfs, images):
+    base = tmpdir("oci-tty-")
+    script = "stty size; echo first; sleep 3; stty size; tty; echo second"
+
+    def size(c):
+        c["process"]["consoleSize"] = {"height": 24, "width": 80}
+    b = bundle(base / "bundle", rootfs, ["/bin/sh", "-c", script], terminal=True, edit=size)
+    r = run([sys.executable, "-c", CONSOLE, RUNTIMES[rt], base / "state", b, "tty1",
+             base / "console.sock"], timeout=300)
+    assert r.code == 0, r
+    res = json.loads(r.out.strip().splitlines()[-1])
+    if rt == "ember":  # runc's message names the pty (crun sends a blank; no caller reads it)
+        assert res["name"].startswith("/dev/pts/"), res
+    # the workload's pty: its first size from consoleSize, then the master's new size; one
+    # line discipline between them (\r\n, not \r\r\n)
+    lines = res["out"].split("\r\n")
+    assert lines[:3] == ["24 80", "first", "33 101"] and lines[4] == "second", res
+    assert lines[3].startswith("/dev/pts/"), res
+    run([RUNTIMES[rt], "--root", base / "state", "delete", "--force", "tty1"])
