@@ -10,6 +10,8 @@ and writes the raw samples as JSON; tests/bench/run turns them into the table. R
   density              N idle 128 MiB VMs started at once: start rate and host memory per VM
   blk / slirp / tap    fio and iperf3 (blknet.py)
   exec                 `ember exec -- true` end to end, when ember has the exec command
+  oci                  podman + ember-oci vs ember exec vs podman + crun, interleaved; ember-oci's
+                       create/start without an engine (oci.py)
 Usage: suite.py --out FILE [--runs N] [--quick] [--rows a,b,...]
 """
 import argparse
@@ -28,8 +30,9 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import blknet  # noqa: E402
 import boot  # noqa: E402
+import oci  # noqa: E402
 
-ALL_ROWS = ["boot-128", "boot-1g", "startup", "blk", "slirp", "tap", "density", "exec"]
+ALL_ROWS = ["boot-128", "boot-1g", "startup", "blk", "slirp", "tap", "density", "exec", "oci"]
 IDLE = ["sh", "-c", "sleep 100000"]
 
 
@@ -238,6 +241,10 @@ def main():
     if "exec" in rows:
         s["exec"] = exec_row(a.runs)
         print(f"[{time.monotonic() - t_start:6.0f}s] exec: {s['exec']}", flush=True)
+        save()
+    if "oci" in rows:
+        s["oci"] = oci.oci_row(a.runs)
+        print(f"[{time.monotonic() - t_start:6.0f}s] oci: {s['oci']}", flush=True)
     save()
 
 

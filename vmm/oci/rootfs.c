@@ -185,7 +185,8 @@ int oci_make_rootfs(const struct oci_config *c, const struct oci_state *s, char 
                          "container's root disk with it");
     clock_gettime(CLOCK_MONOTONIC, &t0);
     tree_bytes = tree_inodes = 0;
-    if (nftw(c->rootfs, count, 32, FTW_PHYS | FTW_MOUNT) < 0)
+    if (nftw(c->rootfs, count, 32, FTW_PHYS) <
+        0) /* not FTW_MOUNT: overlayfs gives files another st_dev */
         return oci_error("root.path %s: cannot read it: %s", c->rootfs, strerror(errno));
     /* A sparse file: room to write costs nothing until written. Half as much again as the
      * tree, plus 1 GiB; inodes for the files there and as many again. */
