@@ -124,7 +124,7 @@ static int bz_no_room(const struct bz_kernel *k, uint64_t low_end, const char *p
     log_err("kernel %s: does not fit in guest RAM: it needs memory up to 0x%llx (init_size "
             "0x%x), guest low RAM ends at 0x%llx; give the guest more memory with --memory",
             path, (unsigned long long)need, k->hdr.init_size, (unsigned long long)low_end);
-    return -ENOMEM;
+    return -EFBIG;
 }
 
 /* Pick the load address: pref_address if it fits in low RAM, else 1 MiB if relocatable. */

@@ -1,5 +1,6 @@
 /* load_kernel(): read the kernel file, dispatch by format, then the command line and initrd. */
 #include "bootparams.h"
+#include "hostfile.h"
 #include "layout.h"
 #include "loader.h"
 #include "log.h"
@@ -10,7 +11,6 @@
 #include <stdbool.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define PAGE_SIZE 4096ULL
@@ -23,34 +23,21 @@ struct file_map {
 /* Open path read-only and check it is a non-empty regular file; returns the fd or -errno. */
 static int open_regular(const char *path, const char *what, uint64_t *size)
 {
-    struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC), ret;
+    struct host_file f;
+    const char *why;
+    int ret = host_file_open(path, O_RDONLY, HOSTFILE_REGULAR, &f, &why);
 
-    if (fd < 0) {
-        ret = -errno;
-        log_err("%s %s: cannot open: %s; check the path", what, path, strerror(-ret));
+    if (ret) {
+        log_err("%s %s: %s%s", what, path, why, ret == -ENOENT ? "; check the path" : "");
         return ret;
     }
-    if (fstat(fd, &st) < 0) {
-        ret = -errno;
-        log_err("%s %s: cannot stat: %s", what, path, strerror(-ret));
-        goto err;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        ret = -EINVAL;
-        log_err("%s %s: not a regular file", what, path);
-        goto err;
-    }
-    if (st.st_size == 0) {
-        ret = -ENOEXEC;
+    if (f.size == 0) {
         log_err("%s %s: file is empty", what, path);
-        goto err;
+        close(f.fd);
+        return -ENOEXEC;
     }
-    *size = (uint64_t)st.st_size;
-    return fd;
-err:
-    close(fd);
-    return ret;
+    *size = f.size;
+    return f.fd;
 }
 
 /* Kernel files are read, not mapped: a file truncated under us must give an error, never
@@ -165,7 +152,8 @@ static int write_cmdline(const struct guest_mem *gm, const struct load_params *p
     return ret;
 }
 
-/* Highest page-aligned address for size bytes in [floor, limit); -ENOMEM if none. */
+/* Highest page-aligned address for size bytes in [floor, limit); -EFBIG if none (the guest's
+ * RAM is too small for it: the user's input, not the host, is at fault). */
 static int place_initrd(const struct guest_mem *gm, const struct boot_setup *bs, uint64_t size,
                         const char *path, uint64_t *gpa)
 {
@@ -195,7 +183,7 @@ static int place_initrd(const struct guest_mem *gm, const struct boot_setup *bs,
                 (unsigned long long)(gm->ram_size >> 20),
                 kernel_limit ? "use a smaller initrd"
                              : "give the guest more memory with --memory or use a smaller initrd");
-        return -ENOMEM;
+        return -EFBIG;
     }
     *gpa = (limit - size) & ~(PAGE_SIZE - 1);
     return 0;

@@ -18,11 +18,10 @@ static void marker_write(void *opaque, uint64_t offset, const uint8_t *data, uin
     struct timespec now, cpu;
 
     (void)offset;
-    if (len < 1 || data[0] != BOOT_MARKER_MAGIC || cp->booted)
-        return;
+    if (len < 1 || data[0] != BOOT_MARKER_MAGIC || atomic_exchange(&cp->booted, 1))
+        return; /* once, whichever vCPU writes it first */
     clock_gettime(CLOCK_MONOTONIC, &now);
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
-    cp->booted = 1;
     cp->boot_ms = ms_since(&cp->start_wall, &now);
     cp->boot_cpu_ms = (double)cpu.tv_sec * 1e3 + (double)cpu.tv_nsec / 1e6;
     if (cp->boot_timer)
@@ -53,7 +52,7 @@ int ctrl_page_init(struct ctrl_page *cp, struct vm *vm, int boot_timer,
     cp->vm = vm;
     cp->boot_timer = boot_timer;
     cp->start_wall = *start_wall;
-    cp->booted = 0;
+    atomic_store(&cp->booted, 0);
     err = bus_register(&vm->mmio, BOOT_MARKER_GPA, 8, &marker_ops, cp, "boot-marker");
     if (!err)
         err = bus_register(&vm->mmio, EXIT_STATUS_GPA, 8, &status_ops, cp, "exit-status");

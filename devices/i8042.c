@@ -19,7 +19,9 @@ static void i8042_cmd_write(void *opaque, uint64_t offset, const uint8_t *data, 
 
     (void)offset;
     if (len == 1 && data[0] == I8042_CMD_RESET) {
-        log_info("the guest reset the machine through the i8042 controller");
+        static struct log_limit lim;
+
+        log_guest(&lim, LOG_INFO, "the guest reset the machine through the i8042 controller");
         vm_request_stop(vm, STOP_RESET);
     }
 }

@@ -21,7 +21,9 @@ static void pvpanic_write(void *opaque, uint64_t offset, const uint8_t *data, ui
     if (len != 1)
         return;
     if (data[0] & PVPANIC_PANICKED) {
-        log_err("the guest kernel panicked (pvpanic)");
+        static struct log_limit lim;
+
+        log_guest(&lim, LOG_ERR, "the guest kernel panicked (pvpanic)");
         vm_request_stop(vm, STOP_PANIC);
     }
 }

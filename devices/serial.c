@@ -60,9 +60,9 @@ size_t serial_rx_room(struct serial *s)
 {
     size_t room;
 
-    pthread_mutex_lock(&s->vm->pio.lock);
+    pthread_mutex_lock(&s->lock);
     room = SERIAL_RX_SIZE - rx_count(s);
-    pthread_mutex_unlock(&s->vm->pio.lock);
+    pthread_mutex_unlock(&s->lock);
     return room;
 }
 
@@ -77,25 +77,24 @@ static size_t serial_input(void *opaque, const uint8_t *buf, size_t n)
     struct serial *s = opaque;
     size_t i;
 
-    pthread_mutex_lock(&s->vm->pio.lock);
+    pthread_mutex_lock(&s->lock);
     for (i = 0; i < n && rx_count(s) < SERIAL_RX_SIZE; i++)
         rx_push(s, buf[i]);
     update_irq(s);
-    pthread_mutex_unlock(&s->vm->pio.lock);
+    pthread_mutex_unlock(&s->lock);
     return i;
 }
 
-static void serial_tx(struct serial *s, uint8_t ch)
+/* A byte written to THR (lock held). Returns 1 when it goes to the console: the caller writes
+ * it there after dropping the lock, since a full ring blocks the writing vCPU (a slow reader
+ * slows the guest down) and nobody else may wait for that. */
+static int serial_tx(struct serial *s, uint8_t ch)
 {
-    if (s->mcr & UART_MCR_LOOP) {
-        rx_push(s, ch);
-    } else {
-        /* The ring may block on a slow reader: never hold the bus lock while it does. */
-        pthread_mutex_unlock(&s->vm->pio.lock);
-        console_write(s->con, &ch, 1);
-        pthread_mutex_lock(&s->vm->pio.lock);
-    }
     s->thri_pending = 1; /* transmitted at once: the holding register is empty again */
+    if (!(s->mcr & UART_MCR_LOOP))
+        return 1;
+    rx_push(s, ch);
+    return 0;
 }
 
 static uint8_t read_msr(const struct serial *s)
@@ -118,6 +117,7 @@ static void serial_read(void *opaque, uint64_t offset, uint8_t *data, uint32_t l
 
     if (len != 1)
         return;
+    pthread_mutex_lock(&s->lock);
     switch (offset) {
     case 0:
         if (s->lcr & UART_LCR_DLAB) {
@@ -156,21 +156,24 @@ static void serial_read(void *opaque, uint64_t offset, uint8_t *data, uint32_t l
     }
     data[0] = v;
     update_irq(s);
+    pthread_mutex_unlock(&s->lock);
 }
 
 static void serial_write(void *opaque, uint64_t offset, const uint8_t *data, uint32_t len)
 {
     struct serial *s = opaque;
     uint8_t v = data[0];
+    int out = 0;
 
     if (len != 1)
         return;
+    pthread_mutex_lock(&s->lock);
     switch (offset) {
     case 0:
         if (s->lcr & UART_LCR_DLAB)
             s->dll = v;
         else
-            serial_tx(s, v);
+            out = serial_tx(s, v);
         break;
     case 1:
         if (s->lcr & UART_LCR_DLAB) {
@@ -200,6 +203,9 @@ static void serial_write(void *opaque, uint64_t offset, const uint8_t *data, uin
         break;
     }
     update_irq(s);
+    pthread_mutex_unlock(&s->lock);
+    if (out)
+        console_write(s->con, &v, 1); /* may block this vCPU, holding no lock */
 }
 
 static const struct bus_ops serial_ops = {.read = serial_read, .write = serial_write};
@@ -208,6 +214,7 @@ int serial_init(struct serial *s, struct vm *vm, struct console *con, uint16_t p
                 int rx_wake_fd)
 {
     memset(s, 0, sizeof(*s));
+    pthread_mutex_init(&s->lock, NULL);
     s->vm = vm;
     s->con = con;
     s->irq = irq;

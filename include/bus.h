@@ -1,8 +1,9 @@
-/* I/O port and MMIO dispatch: devices register address ranges with read/write handlers. */
+/* I/O port and MMIO dispatch: devices register address ranges with read/write handlers. The
+ * ranges are fixed before the vCPUs start; handlers then run on every vCPU thread at once, so
+ * each device locks what it shares (there is no bus-wide lock). */
 #ifndef EMBER_BUS_H
 #define EMBER_BUS_H
 
-#include <pthread.h>
 #include <stdint.h>
 
 /* Handlers get the offset inside the registered range and the access width (1, 2, 4, 8).
@@ -25,11 +26,10 @@ struct bus_range {
 struct bus {
     struct bus_range range[BUS_MAX_RANGES];
     int nr;
-    pthread_mutex_t lock; /* serialises device handlers against each other */
 };
 
 void bus_init(struct bus *b);
-/* Register [base, base+size); -EEXIST on overlap, -ENOSPC when full. */
+/* Register [base, base+size) before any vCPU runs; -EEXIST on overlap, -ENOSPC when full. */
 int bus_register(struct bus *b, uint64_t base, uint64_t size, const struct bus_ops *ops,
                  void *opaque, const char *name);
 /* Dispatch an access; returns 0 if a device handled it, -ENOENT if none is there

@@ -31,7 +31,7 @@ struct hostfwd {
     uint16_t guest_port;
 };
 
-/* --net user[,hostfwd=...][,mac=..] | tap=NAME[,mac=..] | tap-fd=N[,mac=..] */
+/* --net user[,hostfwd=...][,host-loopback=on][,mac=..] | tap=NAME[,mac=..] | tap-fd=N[,mac=..] */
 struct net_config {
     enum net_backend backend;
     char tap_name[16];
@@ -40,6 +40,7 @@ struct net_config {
     int mac_set;
     struct hostfwd fwd[CONFIG_MAX_HOSTFWD];
     int nr_fwd;
+    int host_loopback; /* user: 10.0.2.2 reaches the host's 127.0.0.1 (off unless asked) */
 };
 enum on_reboot { ON_REBOOT_EXIT, ON_REBOOT_RESTART };
 
@@ -133,10 +134,18 @@ int config_apply_json(struct vm_config *cfg, struct json_object *doc, const char
 int config_load_file(struct vm_config *cfg, const char *path);
 /* The configuration as a JSON document in the same schema (caller puts it). */
 struct json_object *config_to_json(const struct vm_config *cfg);
-/* A kernel or initrd must open for reading and be a regular file or a block device: 0, or
+/* A kernel or initrd must open for reading (without blocking) and be a regular file: 0, or
  * -errno with *why saying what is wrong (path NULL: nothing to check). */
 int config_check_file(const char *path, const char **why);
 /* Free what --config and `configure` kept. */
 void config_free(struct vm_config *cfg);
+/* Undo a config_apply_json that succeeded but was refused later (e.g. a file check): back to
+ * `before` (a copy taken before it), freeing what it kept. */
+void config_revert(struct vm_config *cfg, const struct vm_config *before);
+/* Free what was kept for values the configuration no longer points at (replaced by a later
+ * `configure`): what repeated `configure` calls keep stays bounded. */
+void config_compact(struct vm_config *cfg);
+/* Bytes kept for the configuration's strings. */
+size_t config_owned_bytes(const struct vm_config *cfg);
 
 #endif

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <termios.h>
 
+#include "outstream.h"
+
 #define CONSOLE_RING_SIZE 65536
 
 enum console_mode { CONSOLE_OFF, CONSOLE_STDIO };
@@ -21,10 +23,9 @@ typedef void (*console_space_fn)(void *opaque);
 
 struct console {
     enum console_mode mode;
-    int in_fd;       /* -1 when input is off or at EOF */
-    int out_fd;      /* non-blocking descriptor of our own for stdout, or -1 */
-    int out_is_sock; /* use send(MSG_DONTWAIT) */
-    int tty;         /* stdin is a terminal we put in raw mode */
+    int in_fd;             /* -1 when input is off or at EOF */
+    struct out_stream out; /* stdout, never blocking (fd -1: none) */
+    int tty;               /* stdin is a terminal we put in raw mode */
     struct termios saved;
     int escape; /* saw Ctrl-a, waiting for the command key */
     int quit;   /* user typed Ctrl-a x */
@@ -46,7 +47,12 @@ struct console {
     void *output_space_opaque;
 };
 
-int console_init(struct console *c, enum console_mode mode, int wake_fd);
+/* Whether stdin is a terminal and ember is in its foreground process group (only then may it
+ * read it or change its mode). Decided at the first call: make it before the jail's PID
+ * namespace, where process groups outside it all read as 0. */
+int console_terminal_foreground(void);
+/* CONSOLE_STDIO: out is stdout's stream (out_stream_open, opened before a jail), taken. */
+int console_init(struct console *c, enum console_mode mode, int wake_fd, struct out_stream *out);
 /* Put the terminal back as it was (idempotent, async-signal-safe part only). */
 void console_restore(struct console *c);
 void console_close(struct console *c);
@@ -66,8 +72,9 @@ size_t console_input_room(struct console *c);
 /* Event loop: write what the ring holds without blocking, then call output_space if a
  * console_write_nb is waiting for room. Returns bytes still queued. */
 size_t console_drain(struct console *c);
-/* Event loop: flush everything before exit, blocking up to timeout_ms. */
-void console_flush(struct console *c, int timeout_ms);
+/* Event loop: flush everything before exit, waiting for a slow reader until deadline (a
+ * clock_ms() value). */
+void console_flush(struct console *c, int64_t deadline);
 /* Event loop: feed up to room bytes of stdin to the input function, if it has any ready (never
  * blocks). Returns 0, or -1 at EOF. */
 int console_read_input(struct console *c, size_t room);

@@ -3,6 +3,8 @@
 #ifndef EMBER_DEVICES_H
 #define EMBER_DEVICES_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -12,6 +14,7 @@
 #define SERIAL_RX_SIZE 1024
 
 struct serial {
+    pthread_mutex_t lock; /* the registers: vCPUs' port accesses vs the event loop's input */
     struct vm *vm;
     struct console *con;
     uint32_t irq;
@@ -38,7 +41,7 @@ struct ctrl_page {
     struct vm *vm;
     int boot_timer;             /* print the boot time when the marker arrives */
     struct timespec start_wall; /* ember's own start, CLOCK_MONOTONIC */
-    int booted;
+    atomic_int booted;
     double boot_ms, boot_cpu_ms;   /* when the marker arrived */
     void (*on_boot)(void *opaque); /* e.g. the control socket's BOOT_COMPLETE event */
     void *on_boot_opaque;

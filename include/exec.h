@@ -17,9 +17,10 @@ struct exec_config {
     const char *env[EXEC_MAX_ENV]; /* K=V */
     int nr_env;
     const char *workdir;
-    int net_user;       /* --net user */
-    unsigned timeout_s; /* --timeout; 0: none */
-    int no_jail;        /* --no-jail */
+    int net_user;          /* --net user[,...] */
+    struct net_config net; /* its options, as ember run's --net user takes them */
+    unsigned timeout_s;    /* --timeout; 0: none */
+    int no_jail;           /* --no-jail */
     char **argv;
     int argc;
 
@@ -44,9 +45,10 @@ int copyin_pack(const char *const *specs, int n, const char *dir, char *path, si
  * <bindir>/../share/ember/images when it holds them, else the build's guest-images/out. */
 const char *exec_images_dir(void);
 
-/* A descriptor of our own for the stream on fd (stdout, stderr) that may be made
- * non-blocking without touching the file description others share; -1 if fd is closed. */
-int exec_open_stream(int fd, const char *what);
+/* A stream of our own for stdout/stderr (fd) that never blocks (outstream.h); on failure
+ * (o->fd -1) one warning names what the command loses. */
+struct out_stream;
+void exec_open_stream(struct out_stream *o, int fd, const char *what);
 
 /* ember_run calls this in exec mode to turn why the VM stopped into exec's exit code. */
 struct exec_io;

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "eventloop.h"
+#include "outstream.h"
 
 struct virtio_dev;
 
@@ -26,9 +27,9 @@ enum agent_state {
 
 struct exec_io {
     /* Set by `ember exec` before the VM is built. */
-    int in_fd;           /* ember's stdin, or -1 */
-    int out_fd, err_fd;  /* descriptors of our own, safe to make non-blocking */
-    const uint8_t *spec; /* sent on the stdin port before stdin: the command (exec.c) */
+    int in_fd;                  /* ember's stdin, or -1 */
+    struct out_stream out, err; /* stdout and stderr, never blocking (fd -1: dropped) */
+    const uint8_t *spec;        /* sent on the stdin port before stdin: the command (exec.c) */
     size_t spec_len;
     struct timespec deadline; /* CLOCK_MONOTONIC; tv_sec 0: no time limit */
     unsigned timeout_s;       /* for messages */
@@ -59,8 +60,8 @@ struct exec_io {
 /* The multiport virtio-console carrying the streams (devices/virtio/ports.c). */
 int virtio_exec_ports_create(struct virtio_dev *d, struct exec_io *io, struct loop *loop);
 /* After the VM stopped: write out what the guest queued and ember has not written yet,
- * waiting up to timeout_ms for slow readers. */
-void exec_io_flush(struct exec_io *io, int timeout_ms);
+ * waiting for slow readers until deadline (a clock_ms() value), for all of it together. */
+void exec_io_flush(struct exec_io *io, int64_t deadline);
 /* Queue one line (without '\n', at most CTL_LINE_MAX - 1 bytes) for the agent (event loop
  * thread). 0, or -EAGAIN when too many are waiting, -ENOTCONN without the ctl port. */
 int exec_io_send(struct exec_io *io, const char *line);

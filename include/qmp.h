@@ -74,6 +74,8 @@ int qmp_server_clients(const struct qmp_server *s);
 
 /* ---- one connection, without a socket (fd -1) for unit tests ---- */
 struct qmp_conn *qmp_conn_new(struct qmp_server *s, int fd);
+/* Close the client and drop it from the server; a client in the loop is freed through
+ * loop_retire (its event may still wait in the batch being dispatched). */
 void qmp_conn_free(struct qmp_conn *c);
 /* Process bytes from the client. Returns 0, or -1 when the client must be dropped (it let
  * more than QMP_MAX_OUTPUT bytes of output pile up). */

@@ -2,6 +2,8 @@
 #ifndef EMBER_SANDBOX_H
 #define EMBER_SANDBOX_H
 
+#include <sys/types.h>
+
 #include "config.h"
 
 /* The kinds of thread ember runs; each gets its own seccomp allowlist (vmm/seccomp.c). */
@@ -28,11 +30,21 @@ int sandbox_enter_thread(enum sandbox_thread kind, int index);
 /* Whether `ember run` rebuilds the VM on reboot, so the loop filter must allow building. */
 void sandbox_allow_rebuild(int on);
 
+/* What the configuration needs beyond every VM's basics; each adds its calls. */
+#define SANDBOX_NEEDS_DISK (1u << 0) /* --disk: block I/O */
+#define SANDBOX_NEEDS_TAP  (1u << 1) /* --net tap=, tap-fd=: TAP frames and offloads */
+#define SANDBOX_NEEDS_INET (1u << 2) /* --net user: libslirp's Internet sockets */
+#define SANDBOX_NEEDS_API  (1u << 3) /* --api-sock: the control socket */
+#define SANDBOX_NEEDS_TTY  (1u << 4) /* ember-oci with a terminal: its size for the guest */
+unsigned sandbox_needs(const struct vm_config *cfg);
+
 /* The syscall allowlist of one thread kind as a libseccomp context (vmm/seccomp.c). */
 struct sandbox_filter_opts {
     enum sandbox_thread kind;
     uint32_t default_action; /* SCMP_ACT_TRAP, _KILL_PROCESS or _LOG */
     int rebuild;             /* loop thread: may build a new VM (--on-reboot restart) */
+    unsigned needs;          /* SANDBOX_NEEDS_* */
+    pid_t pid;               /* ember's own: the only process tgkill may signal */
 };
 void *seccomp_build_filter(const struct sandbox_filter_opts *o);
 

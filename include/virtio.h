@@ -9,6 +9,7 @@
 
 #include "eventloop.h"
 #include "guest_mem.h"
+#include "log.h"
 
 struct vm;
 
@@ -26,8 +27,14 @@ struct vm;
 #define VIRTIO_STATUS_FAILED      128
 
 #define VIRTQ_MAX_SIZE 1024 /* largest queue size any ember device offers */
-#define VIRTIO_MAX_QUEUES                                                                          \
-    10 /* the exec ports with ember-oci's ctl port: 4 ports + control, 2 each */
+/* One turn of a queue (from one kick to the next) takes at most VIRTQ_BUDGET chains and walks at
+ * most VIRTQ_DESC_BUDGET descriptors (a chain may hold a 1024-entry indirect table): a guest
+ * that keeps reposting must not keep the event loop (signals, the control socket, other
+ * devices) to itself. virtq_pop enforces it. */
+#define VIRTQ_BUDGET      128
+#define VIRTQ_DESC_BUDGET 1024
+/* The exec ports with ember-oci's ctl port: 4 ports and the control port, 2 queues each. */
+#define VIRTIO_MAX_QUEUES 10
 
 /* One guest buffer of a descriptor chain, validated and translated to host memory. */
 struct virtq_buf {
@@ -62,6 +69,7 @@ struct virtq {
     struct loop_handler kick;
     struct virtio_dev *dev;
     int index;
+    uint32_t turn_chains, turn_descs; /* taken and walked in this turn */
 };
 
 /* Queue functions run with dev->lock held (inside queue_notify, or after taking it).
@@ -72,11 +80,20 @@ struct virtq {
  * Popping until VIRTQ_EMPTY matters with EVENT_IDX: the empty pop re-arms the guest's kicks.
  * struct virtq_chain is 16 KiB: keep one per queue or device, not on a small stack. */
 #define VIRTQ_EMPTY 0
-/* Take the next available chain; returns 1 with *chain filled, 0 when the ring is empty,
- * or -EINVAL when the guest broke the rules (bad index, bad address, loop, too long): the
- * chain is not consumed and the device should be marked broken. Zero-length buffers are
- * dropped from the chain; indirect tables may hold up to VIRTQ_MAX_SIZE descriptors. */
+/* Take the next available chain; returns 1 with *chain filled, 0 when the ring is empty or
+ * the turn's budget is spent (then the queue is kicked again, so its handler comes back in a
+ * later round of the event loop), or -EINVAL when the guest broke the rules (bad index, bad
+ * address, loop, too long): the chain is not consumed and the device should be marked broken.
+ * Zero-length buffers are dropped from the chain; indirect tables may hold up to
+ * VIRTQ_MAX_SIZE descriptors. */
 int virtq_pop(struct virtq *q, struct virtq_chain *chain);
+/* A new turn: the transport calls it before each queue_notify. */
+void virtq_turn_begin(struct virtq *q);
+/* Whether a pop was refused since the turn began because its budget was spent. */
+bool virtq_turn_spent(const struct virtq *q);
+/* Have the event loop call queue_notify for q again in a later round (a handler that must
+ * look again later). */
+void virtq_rekick(struct virtq *q);
 /* Return a chain to the guest with `written` bytes written into its writable buffers.
  * -EINVAL if head is not a descriptor index or the queue is not ready (e.g. after a reset:
  * a device must forget chains popped before it was reset, never push them). */
@@ -97,16 +114,25 @@ size_t virtq_chain_write(const struct virtq_chain *c, size_t offset, const void 
 struct virtio_dev;
 
 /* Between the transport and a device. Called with dev->lock held: the register callbacks
- * from vCPU threads (with the MMIO bus lock held too), queue_notify from the event loop.
- * Never take a bus lock while holding dev->lock (vCPU threads take them the other way). */
+ * (config_read/write, activate, reset) from vCPU threads, the rest from the event loop. Device
+ * work runs on the event loop, never on a vCPU: the register callbacks only change the
+ * device's state in memory and never block or call the kernel (but to write an eventfd);
+ * what needs a system call (a backend's offloads, epoll) they hand to loop_work through
+ * virtio_post_work, and a reset that must wait for I/O in flight completes later, from the
+ * loop (virtio_reset_pending / virtio_reset_done). */
 struct virtio_dev_ops {
     /* Read/write the device-specific configuration space (offset from 0x100). */
     void (*config_read)(struct virtio_dev *d, uint32_t offset, uint8_t *data, uint32_t len);
     void (*config_write)(struct virtio_dev *d, uint32_t offset, const uint8_t *data, uint32_t len);
     /* The driver set DRIVER_OK: start using the queues. 0 or -errno (device marked broken). */
     int (*activate)(struct virtio_dev *d);
-    /* The driver reset the device: stop using the queues, drop in-flight state. */
+    /* The driver reset the device: stop using the queues, forget popped chains. With I/O still
+     * in flight it calls virtio_reset_pending and later, from the loop, virtio_reset_done: until
+     * then the device is out of service and its status does not read 0. */
     void (*reset)(struct virtio_dev *d);
+    /* Event loop: the work a register callback handed over with virtio_post_work (run before
+     * the device's next queue_notify). May be NULL. */
+    void (*loop_work)(struct virtio_dev *d);
     /* A queue was kicked (event loop thread). */
     void (*queue_notify)(struct virtio_dev *d, struct virtq *q);
     /* Free the device's own resources (backend descriptors, buffers); may be NULL. Called
@@ -131,6 +157,10 @@ struct virtio_dev {
     void *priv;
     pthread_mutex_t lock; /* transport registers (vCPU threads) vs queue work (event loop) */
     bool broken;          /* the guest broke the rules: NEEDS_RESET until it resets us */
+    bool resetting;       /* a reset waits for I/O in flight: out of service, registers frozen */
+    bool work_pending;    /* loop_work was asked for and has not run yet */
+    int work_fd;          /* eventfd: wakes the loop for loop_work */
+    struct loop_handler h_work;
 
     /* Transport. */
     struct vm *vm;
@@ -140,6 +170,7 @@ struct virtio_dev {
     int irq_fd; /* irqfd for the device's GSI */
     /* Counters for metrics. */
     uint64_t stat_requests, stat_bytes, stat_errors;
+    struct log_limit log_limit; /* messages the guest causes (log_guest) */
 };
 
 /* Register a device on the MMIO bus at base with GSI irq: ioeventfds for its queues, an
@@ -160,6 +191,16 @@ void virtio_mmio_destroy(struct virtio_dev *d);
 void virtio_notify_used(struct virtio_dev *d, struct virtq *q);
 /* Configuration changed: bump the generation and interrupt. */
 void virtio_config_changed(struct virtio_dev *d);
+/* The driver set DRIVER_OK, the device is not broken and q is ready: q may be used. */
+bool virtio_queue_running(const struct virtio_dev *d, const struct virtq *q);
+/* From a register callback (vCPU, dev->lock held): run ops->loop_work on the event loop soon,
+ * before the device's next queue_notify (at once when there is no loop: unit-test mode). */
+void virtio_post_work(struct virtio_dev *d);
+/* Inside ops->reset: the reset cannot complete now (I/O in flight). The device stays out of
+ * service, its registers ignore writes and its status keeps reading non-zero until
+ * virtio_reset_done (event loop, dev->lock held) completes the reset. */
+void virtio_reset_pending(struct virtio_dev *d);
+void virtio_reset_done(struct virtio_dev *d);
 /* The guest broke the rules: mark NEEDS_RESET, stop processing, tell the guest (config
  * interrupt). Logs once per reset; queue_notify is not called again until the driver resets. */
 void virtio_mark_broken(struct virtio_dev *d, const char *why);

@@ -94,7 +94,8 @@ int vm_pause(struct vm *vm);
 int vm_all_paused(struct vm *vm);
 /* Let paused vCPUs run again. */
 void vm_resume(struct vm *vm);
-/* vCPU thread, before KVM_RUN when pause_req is set: wait while paused. */
+/* vCPU thread, before KVM_RUN when pause_req is set and after every EINTR from it: wait
+ * while paused; when no pause is wanted, clear immediate_exit (unless the VM is stopping). */
 void vcpu_pause_point(struct vcpu *v);
 void vm_pause_init(struct vm *vm);
 void vm_pause_destroy(struct vm *vm);

@@ -159,7 +159,19 @@ static int parse_net_option(const char *arg, const char *o, struct net_config *n
         n->nr_fwd++;
         return 0;
     }
-    log_err("--net '%s': unknown option '%s'; expected mac= or hostfwd=", arg, o);
+    if (strncmp(o, "host-loopback=", 14) == 0) {
+        if (n->backend != NET_USER) {
+            log_err("--net '%s': host-loopback= works only with --net user", arg);
+            return -EINVAL;
+        }
+        if (strcmp(o + 14, "on") != 0 && strcmp(o + 14, "off") != 0) {
+            log_err("--net '%s': host-loopback= takes on or off", arg);
+            return -EINVAL;
+        }
+        n->host_loopback = strcmp(o + 14, "on") == 0;
+        return 0;
+    }
+    log_err("--net '%s': unknown option '%s'; expected mac=, hostfwd= or host-loopback=", arg, o);
     return -EINVAL;
 }
 

@@ -1,6 +1,7 @@
 /* --config FILE and the control socket's `configure`: JSON documents whose keys are the long
  * flags of `ember run`, applied through the command line's own parser (one schema). */
 #include "config.h"
+#include "hostfile.h"
 #include "log.h"
 
 #include <arpa/inet.h>
@@ -11,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define CONFIG_FILE_MAX (1024 * 1024)
@@ -20,6 +20,7 @@
 /* Memory kept for the configuration: strings from JSON, the guest's argument vector. */
 struct config_owned {
     struct config_owned *next;
+    size_t len;
     char data[];
 };
 
@@ -29,6 +30,7 @@ static void *keep(struct vm_config *cfg, const void *src, size_t len)
 
     if (!o)
         return NULL;
+    o->len = len + 1;
     if (src)
         memcpy(o->data, src, len);
     else
@@ -52,27 +54,72 @@ static void release(struct vm_config *cfg, struct config_owned *until)
 
 int config_check_file(const char *path, const char **why)
 {
-    struct stat st;
-    int fd, err = 0;
+    struct host_file f;
+    int err;
 
     if (!path)
         return 0;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        err = -errno;
-        *why = strerror(errno);
-    } else if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-        err = -EINVAL;
-        *why = "not a regular file";
-    }
-    if (fd >= 0)
-        close(fd);
+    err = host_file_open(path, O_RDONLY, HOSTFILE_REGULAR, &f, why);
+    if (!err)
+        close(f.fd);
     return err;
 }
 
 void config_free(struct vm_config *cfg)
 {
     release(cfg, NULL);
+}
+
+void config_revert(struct vm_config *cfg, const struct vm_config *before)
+{
+    release(cfg, before->owned);
+    *cfg = *before;
+}
+
+/* Whether p is one of the strings (or the argument vector) the configuration points at. */
+static int referenced(const struct vm_config *cfg, const void *p)
+{
+    const char *const strings[] = {
+            cfg->kernel,   cfg->initrd,     cfg->cmdline,           cfg->api_sock,
+            cfg->jail.dir, cfg->jail.netns, cfg->jail.cgroup_parent};
+
+    for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
+        if (strings[i] == p)
+            return 1;
+    for (int i = 0; i < cfg->jail.nr_cgroup; i++)
+        if (cfg->jail.cgroup[i] == p)
+            return 1;
+    if ((const void *)cfg->init_args == p)
+        return 1;
+    for (int i = 0; cfg->init_args && i < cfg->nr_init_args; i++)
+        if (cfg->init_args[i] == p)
+            return 1;
+    return 0;
+}
+
+void config_compact(struct vm_config *cfg)
+{
+    struct config_owned **pp = &cfg->owned;
+
+    while (*pp) {
+        struct config_owned *o = *pp;
+
+        if (referenced(cfg, o->data)) {
+            pp = &o->next;
+            continue;
+        }
+        *pp = o->next;
+        free(o);
+    }
+}
+
+size_t config_owned_bytes(const struct vm_config *cfg)
+{
+    size_t n = 0;
+
+    for (const struct config_owned *o = cfg->owned; o; o = o->next)
+        n += o->len;
+    return n;
 }
 
 __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t n, const char *fmt, ...)
@@ -253,26 +300,26 @@ int config_apply_json(struct vm_config *cfg, struct json_object *doc, const char
 
 static char *read_file(const char *path, size_t *len)
 {
-    struct stat st;
+    struct host_file f;
+    const char *why;
     char *buf = NULL;
     size_t got = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
 
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        log_err("--config %s: %s", path, strerror(errno));
+    if (host_file_open(path, O_RDONLY, HOSTFILE_REGULAR, &f, &why)) {
+        log_err("--config %s: %s", path, why);
+        return NULL;
+    }
+    if (f.size > CONFIG_FILE_MAX) {
+        log_err("--config %s: larger than %d bytes", path, CONFIG_FILE_MAX);
         goto out;
     }
-    if (!S_ISREG(st.st_mode) || st.st_size > CONFIG_FILE_MAX) {
-        log_err("--config %s: not a regular file of at most %d bytes", path, CONFIG_FILE_MAX);
-        goto out;
-    }
-    buf = malloc((size_t)st.st_size + 1);
+    buf = malloc((size_t)f.size + 1);
     if (!buf) {
         log_err("--config %s: out of memory", path);
         goto out;
     }
-    while (got < (size_t)st.st_size) {
-        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+    while (got < f.size) {
+        ssize_t r = read(f.fd, buf + got, (size_t)f.size - got);
 
         if (r <= 0) {
             log_err("--config %s: read: %s", path, r < 0 ? strerror(errno) : "file shrank");
@@ -285,8 +332,7 @@ static char *read_file(const char *path, size_t *len)
     buf[got] = '\0';
     *len = got;
 out:
-    if (fd >= 0)
-        close(fd);
+    close(f.fd);
     return buf;
 }
 
@@ -360,6 +406,10 @@ static json_object *net_json(const struct net_config *nc)
         used = strlen(buf);
         snprintf(buf + used, sizeof(buf) - used, ",hostfwd=%s:%s:%u-:%u", f->udp ? "udp" : "tcp",
                  addr, f->host_port, f->guest_port);
+    }
+    if (nc->host_loopback) {
+        used = strlen(buf);
+        snprintf(buf + used, sizeof(buf) - used, ",host-loopback=on");
     }
     if (nc->mac_set) {
         used = strlen(buf);

@@ -1,15 +1,13 @@
 /* Host side of the guest console: raw terminal handling, bounded output ring, stdin input. */
 #include "console.h"
+#include "clock.h"
 #include "log.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,27 +23,13 @@ static void fatal_signal(int sig)
     raise(sig);
 }
 
-/* A descriptor for stdout that we may make non-blocking without touching the file
- * description our parent shares (a shell would otherwise see O_NONBLOCK on its terminal). */
-static int open_output(struct console *c)
-{
-    struct stat st;
+static int foreground = -1; /* console_terminal_foreground, decided once */
 
-    if (fstat(STDOUT_FILENO, &st) < 0)
-        return log_errno("console: fstat of stdout");
-    if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) {
-        c->out_fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3); /* files never block long */
-    } else if (S_ISSOCK(st.st_mode)) {
-        c->out_fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
-        c->out_is_sock = 1;
-    } else {
-        c->out_fd = open("/proc/self/fd/1", O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-        if (c->out_fd < 0)
-            c->out_fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
-    }
-    if (c->out_fd < 0)
-        return log_errno("console: cannot open stdout");
-    return 0;
+int console_terminal_foreground(void)
+{
+    if (foreground < 0)
+        foreground = isatty(STDIN_FILENO) && tcgetpgrp(STDIN_FILENO) == getpgrp();
+    return foreground;
 }
 
 static int make_raw(struct console *c)
@@ -69,7 +53,7 @@ static int make_raw(struct console *c)
     return 0;
 }
 
-int console_init(struct console *c, enum console_mode mode, int wake_fd)
+int console_init(struct console *c, enum console_mode mode, int wake_fd, struct out_stream *out)
 {
     int err;
 
@@ -80,17 +64,22 @@ int console_init(struct console *c, enum console_mode mode, int wake_fd)
            sizeof(*c) - offsetof(struct console, ring) - CONSOLE_RING_SIZE);
     c->mode = mode;
     c->in_fd = -1;
-    c->out_fd = -1;
+    c->out.fd = -1;
     c->wake_fd = wake_fd;
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->space, NULL);
     if (mode == CONSOLE_OFF)
         return 0;
-    err = open_output(c);
-    if (err)
-        return err;
+    c->out = *out;
+    out->fd = -1;
     c->in_fd = STDIN_FILENO;
-    if (isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
+    if (isatty(STDIN_FILENO) && !console_terminal_foreground()) {
+        /* `ember run ... &`: reading the terminal would stop us (SIGTTIN), so would changing
+         * its mode (SIGTTOU); the foreground job keeps both. */
+        log_info("console: started in the background; the terminal's input is not read and "
+                 "its mode is left as it is");
+        c->in_fd = -1;
+    } else if (isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
         err = make_raw(c);
         if (err)
             return err;
@@ -110,9 +99,7 @@ void console_restore(struct console *c)
 void console_close(struct console *c)
 {
     console_restore(c);
-    if (c->out_fd >= 0)
-        close(c->out_fd);
-    c->out_fd = -1;
+    out_stream_close(&c->out);
 }
 
 void console_wake(struct console *c)
@@ -192,20 +179,17 @@ size_t console_write_nb(struct console *c, const uint8_t *buf, size_t n)
 /* Write out what the ring holds without blocking (lock held). */
 static void drain_ring(struct console *c)
 {
-    while (c->head != c->tail && c->out_fd >= 0) {
+    while (c->head != c->tail && c->out.fd >= 0) {
         size_t pos = c->tail % CONSOLE_RING_SIZE;
         size_t chunk = c->head - c->tail;
         ssize_t w;
 
         if (chunk > CONSOLE_RING_SIZE - pos)
             chunk = CONSOLE_RING_SIZE - pos;
-        if (c->out_is_sock)
-            w = send(c->out_fd, &c->ring[pos], chunk, MSG_DONTWAIT | MSG_NOSIGNAL);
-        else
-            w = write(c->out_fd, &c->ring[pos], chunk);
-        if (w < 0 && errno == EINTR)
+        w = out_stream_write(&c->out, &c->ring[pos], chunk);
+        if (w == -EINTR)
             continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        if (w == -EAGAIN)
             break;
         if (w <= 0) {
             /* The reader went away (EPIPE): drop output from now on, keep the VM running. */
@@ -240,25 +224,19 @@ size_t console_drain(struct console *c)
     return left;
 }
 
-void console_flush(struct console *c, int timeout_ms)
+void console_flush(struct console *c, int64_t deadline)
 {
-    struct timespec start, now;
-
-    if (c->out_fd < 0)
+    if (c->out.fd < 0)
         return;
-    clock_gettime(CLOCK_MONOTONIC, &start);
     while (console_drain(c)) {
-        struct pollfd p = {.fd = c->out_fd, .events = POLLOUT};
-        long elapsed;
+        int left = clock_ms_left(deadline);
 
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        elapsed = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
-        if (elapsed >= timeout_ms) {
+        if (left == 0) {
             log_warn("console: the reader of stdout is stuck; dropped %zu bytes of guest output",
                      c->head - c->tail);
             break;
         }
-        poll(&p, 1, (int)(timeout_ms - elapsed));
+        out_stream_wait(&c->out, left);
     }
 }
 

@@ -1,4 +1,5 @@
-/* The event loop: epoll over registered descriptors, one callback per ready handler. */
+/* The event loop: epoll over registered descriptors, one callback per ready handler; handlers
+ * may be removed and freed from any callback (the loop drops their pending events). */
 #include "eventloop.h"
 #include "log.h"
 
@@ -10,6 +11,9 @@
 
 int loop_init(struct loop *l)
 {
+    l->batch = NULL;
+    l->batch_n = l->batch_next = 0;
+    l->retired = NULL;
     l->epfd = epoll_create1(EPOLL_CLOEXEC);
     return l->epfd < 0 ? log_errno("epoll_create1") : 0;
 }
@@ -41,6 +45,22 @@ int loop_mod(struct loop *l, struct loop_handler *h, uint32_t events)
 void loop_del(struct loop *l, struct loop_handler *h)
 {
     epoll_ctl(l->epfd, EPOLL_CTL_DEL, h->fd, NULL);
+    /* Events of this batch not dispatched yet may name h: forget them. */
+    for (int i = l->batch_next; i < l->batch_n; i++)
+        if (l->batch[i].data.ptr == h)
+            l->batch[i].data.ptr = NULL;
+}
+
+void loop_retire(struct loop *l, struct loop_handler *h, loop_release_fn release)
+{
+    loop_del(l, h);
+    if (!l->batch) {
+        release(h);
+        return;
+    }
+    h->release = release;
+    h->retired_next = l->retired;
+    l->retired = h;
 }
 
 int loop_run_once(struct loop *l, int timeout_ms)
@@ -50,9 +70,22 @@ int loop_run_once(struct loop *l, int timeout_ms)
 
     if (n < 0)
         return errno == EINTR ? 0 : log_errno("epoll_wait");
-    for (int i = 0; i < n; i++) {
-        struct loop_handler *h = ev[i].data.ptr;
-        h->fn(h, ev[i].events);
+    l->batch = ev;
+    l->batch_n = n;
+    for (l->batch_next = 0; l->batch_next < n;) {
+        struct epoll_event *e = &ev[l->batch_next++];
+        struct loop_handler *h = e->data.ptr;
+
+        if (h)
+            h->fn(h, e->events);
+    }
+    l->batch = NULL;
+    l->batch_n = l->batch_next = 0;
+    while (l->retired) {
+        struct loop_handler *h = l->retired;
+
+        l->retired = h->retired_next;
+        h->release(h);
     }
     return 0;
 }

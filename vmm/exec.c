@@ -40,32 +40,15 @@ static int build_spec(const struct exec_config *x, struct exec_spec *s)
     return exec_spec_finish(s);
 }
 
-/* A descriptor of our own for stdout/stderr that may be non-blocking without touching the
- * file description our parent shares; regular files are just duplicated. */
-int exec_open_stream(int fd, const char *what)
+void exec_open_stream(struct out_stream *o, int fd, const char *what)
 {
-    struct stat st;
-    char path[32];
-    int r;
+    int err = out_stream_open(o, fd);
 
-    if (fstat(fd, &st) < 0)
-        return -1; /* closed: the stream is dropped */
-    if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) || S_ISSOCK(st.st_mode)) {
-        r = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-    } else {
-        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-        r = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-        if (r < 0)
-            r = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-    }
-    if (r < 0)
-        log_warn("exec: cannot open %s (%s); the command's %s is dropped", what, strerror(errno),
+    if (err)
+        log_warn("exec: cannot open %s (%s); the command's %s is dropped", what, strerror(-err),
                  what);
-    return r;
 }
 
-/* The guest images: $EMBER_IMAGES_DIR, else where `meson install` puts them beside ember
- * (<bindir>/../share/ember/images), else the build's guest-images/out. */
 const char *exec_images_dir(void)
 {
     static char installed[PATH_MAX + 32];
@@ -193,11 +176,12 @@ int exec_exit_code(const struct exec_io *io, int code)
 int ember_exec(struct exec_config *x, const struct timespec *start)
 {
     struct vm_config *cfg = &x->vm;
-    struct exec_io own = {.in_fd = STDIN_FILENO, .ready_fd = -1, .exit_fd = -1};
+    struct exec_io own = {
+            .in_fd = STDIN_FILENO, .out.fd = -1, .err.fd = -1, .ready_fd = -1, .exit_fd = -1};
     struct exec_io *io = x->io ? x->io : &own;
     struct exec_spec spec = {0};
     char image[PATH_MAX] = "", jaildir[PATH_MAX] = "";
-    int code = EXIT_VMM_ERROR, ran_vm;
+    int code = EXIT_VMM_ERROR;
 
     default_images(cfg);
     cfg->console = CONSOLE_KIND_NONE; /* kernel messages stay out of CMD's streams */
@@ -232,24 +216,21 @@ int ember_exec(struct exec_config *x, const struct timespec *start)
         if (add_disk(cfg, image, "ember-copyin", 1))
             goto out;
     }
-    if (x->net_user && parse_net("user", &cfg->net[cfg->nr_nets++]))
-        goto out;
+    if (x->net_user)
+        cfg->net[cfg->nr_nets++] = x->net; /* host-loopback only when asked for */
     if (choose_jail(x, jaildir, sizeof(jaildir))) {
         code = EXIT_USAGE;
         goto out;
     }
     if (!x->io) {
-        io->out_fd = exec_open_stream(STDOUT_FILENO, "stdout");
-        io->err_fd = exec_open_stream(STDERR_FILENO, "stderr");
+        exec_open_stream(&io->out, STDOUT_FILENO, "stdout");
+        exec_open_stream(&io->err, STDERR_FILENO, "stderr");
     }
     code = ember_run(cfg, start);
-    ran_vm = jail_signal_fd() >= 0 || !cfg->jail.dir; /* not the jail's supervisor */
-    if (ran_vm)
+    if (jail_signal_fd() >= 0 || !cfg->jail.dir) /* not the jail's supervisor */
         exec_agent_finish(io, code);
-    if (io->out_fd >= 0)
-        close(io->out_fd);
-    if (io->err_fd >= 0)
-        close(io->err_fd);
+    out_stream_close(&io->out);
+    out_stream_close(&io->err);
 out:
     if (jail_signal_fd() < 0) { /* the jailed child leaves this to the supervisor */
         if (image[0])

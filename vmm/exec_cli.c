@@ -22,7 +22,9 @@ static void usage(void)
            "                         (default: the guest image's initramfs, in guest RAM)\n"
            "  --copy-in HOST:GUEST   copy a host file or directory to GUEST before CMD starts\n"
            "                         (repeatable; packed into an image attached read-only)\n"
-           "  --net none|user        no network (default) or user networking (libslirp)\n"
+           "  --net none|user[,OPTS] no network (default) or user networking (libslirp); OPTS\n"
+           "                         as for ember run --net user, e.g. host-loopback=on to\n"
+           "                         reach the host's 127.0.0.1 as 10.0.2.2 (off by default)\n"
            "  --cpus N               vCPUs (default 1)\n"
            "  --memory SIZE          guest RAM (default 256M)\n"
            "  --timeout SECONDS      stop the VM and exit 124 after this long\n"
@@ -97,12 +99,14 @@ static int parse_one(int opt, const char *arg, struct exec_config *x)
         return 0;
     }
     case X_NET:
+        x->net_user = 0;
         if (!strcmp(arg, "none"))
-            x->net_user = 0;
-        else if (!strcmp(arg, "user"))
-            x->net_user = 1;
-        else
-            return bad("--net", arg, "none or user");
+            return 0;
+        if (strncmp(arg, "user", 4) != 0 || (arg[4] && arg[4] != ','))
+            return bad("--net", arg, "none, or user with ember run's --net user options");
+        if (parse_net(arg, &x->net))
+            return -EINVAL;
+        x->net_user = 1;
         return 0;
     case X_CPUS: /* the same flags as ember run's */
         return cli_apply_flag(&x->vm, "cpus", arg);

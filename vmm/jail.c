@@ -1,6 +1,7 @@
 /* The jail: PID/mount/IPC/UTS (and optional network) namespaces, pivot_root, rlimits, cgroups. */
 #include "jail.h"
 #include "exitcode.h"
+#include "jail_root.h"
 #include "log.h"
 #include "run.h"
 #include "sandbox.h"
@@ -24,23 +25,14 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
-
-#define MAX_ENTRIES (CONFIG_MAX_DISKS + 4)
 
 static int sig_fd = -1;
 
-/* What the jail root holds: each a bind mount of a host file on an empty file of ours. */
-struct entry {
-    char host[PATH_MAX];
-    char name[32]; /* in the jail, from / */
-    int readonly;
-};
-
 struct jail {
     struct vm_config *cfg;
-    struct entry e[MAX_ENTRIES];
-    int n;
+    struct jail_root root; /* DIR and what goes in it */
     char cgroup[PATH_MAX];
 };
 
@@ -63,100 +55,35 @@ static int missing(const struct jail_config *j, const char *what, int err)
     return -err;
 }
 
-static int add_entry(struct jail *jl, const char *host, const char *name, int ro)
-{
-    struct entry *e = &jl->e[jl->n];
-
-    if (jl->n == MAX_ENTRIES || strlen(host) >= sizeof(e->host))
-        return -E2BIG;
-    snprintf(e->host, sizeof(e->host), "%s", host);
-    snprintf(e->name, sizeof(e->name), "%s", name);
-    e->readonly = ro;
-    jl->n++;
-    return 0;
-}
-
 /* Everything the VM opens by path, under fixed names; the config is rewritten to them. */
 static int plan(struct jail *jl)
 {
     struct vm_config *cfg = jl->cfg;
     static char names[CONFIG_MAX_DISKS][32];
-    int err = add_entry(jl, "/dev/kvm", "/dev/kvm", 0);
+    struct jail_root *r = &jl->root;
+    int err = jail_root_add(r, "/dev/kvm", "/dev/kvm", 0);
 
     if (!err && cfg->kernel) {
-        err = add_entry(jl, cfg->kernel, "/kernel", 1);
+        err = jail_root_add(r, cfg->kernel, "/kernel", 1);
         cfg->kernel = "/kernel";
     }
     if (!err && cfg->initrd) {
-        err = add_entry(jl, cfg->initrd, "/initrd", 1);
+        err = jail_root_add(r, cfg->initrd, "/initrd", 1);
         cfg->initrd = "/initrd";
     }
     for (int i = 0; !err && i < cfg->nr_disks; i++) {
         snprintf(names[i], sizeof(names[i]), "/disk%d", i);
-        err = add_entry(jl, cfg->disk[i].path, names[i], cfg->disk[i].readonly);
+        err = jail_root_add(r, cfg->disk[i].path, names[i], cfg->disk[i].readonly);
         snprintf(cfg->disk[i].path, sizeof(cfg->disk[i].path), "%s", names[i]);
     }
     for (int i = 0; !err && i < cfg->nr_nets; i++)
         if (cfg->net[i].backend == NET_TAP) {
-            err = add_entry(jl, "/dev/net/tun", "/dev/net/tun", 0);
+            err = jail_root_add(r, "/dev/net/tun", "/dev/net/tun", 0);
             break;
         }
     if (err)
         log_err("jail: too many files for the jail");
     return err;
-}
-
-static void mkparents(const char *path)
-{
-    char tmp[PATH_MAX];
-
-    snprintf(tmp, sizeof(tmp), "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(tmp, 0755);
-            *p = '/';
-        }
-}
-
-/* Child, still root, in its own mount namespace: fill DIR, make it / and forget the rest. */
-static int build_root(struct jail *jl)
-{
-    const char *dir = jl->cfg->jail.dir;
-
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-        return log_errno("jail: making mounts private");
-    if (mount(dir, dir, NULL, MS_BIND | MS_REC, NULL) < 0) {
-        log_err("jail: --jail %s: bind mount: %s", dir, strerror(errno));
-        return -errno;
-    }
-    for (int i = 0; i < jl->n; i++) {
-        struct entry *e = &jl->e[i];
-        char path[PATH_MAX];
-        int fd;
-
-        snprintf(path, sizeof(path), "%s%s", dir, e->name);
-        mkparents(path);
-        fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-        if (fd < 0) {
-            log_err("jail: cannot create %s: %s", path, strerror(errno));
-            return -errno;
-        }
-        close(fd);
-        if (mount(e->host, path, NULL, MS_BIND, NULL) < 0 ||
-            (e->readonly &&
-             mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV,
-                   NULL) < 0)) {
-            log_err("jail: cannot put %s into the jail: %s", e->host, strerror(errno));
-            return -errno;
-        }
-    }
-    if (chdir(dir) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 || umount2(".", MNT_DETACH) < 0 ||
-        chdir("/") < 0) {
-        log_err("jail: pivot_root into %s: %s", dir, strerror(errno));
-        return -errno;
-    }
-    return 0;
 }
 
 static int set_limits(const struct jail_config *j)
@@ -208,7 +135,8 @@ static int child(struct jail *jl, int go_fd)
     for (int i = 0; i < jl->cfg->nr_nets; i++)
         if (jl->cfg->net[i].backend == NET_USER && !dlopen("libslirp.so.0", RTLD_NOW | RTLD_LOCAL))
             log_warn("jail: cannot preload libslirp: %s", dlerror());
-    err = build_root(jl);
+    err = jail_root_enter(&jl->root);
+    jail_root_forget(&jl->root);
     if (!err)
         err = set_limits(j);
     return err;
@@ -269,21 +197,36 @@ static int cgroup_setup(struct jail *jl, pid_t pid)
 
 static void cleanup(struct jail *jl)
 {
-    char path[PATH_MAX + 40];
-
-    for (int i = jl->n - 1; i >= 0; i--) {
-        snprintf(path, sizeof(path), "%s%s", jl->cfg->jail.dir, jl->e[i].name);
-        unlink(path);
-    }
-    snprintf(path, sizeof(path), "%s/dev/net", jl->cfg->jail.dir);
-    rmdir(path);
-    snprintf(path, sizeof(path), "%s/dev", jl->cfg->jail.dir);
-    rmdir(path);
+    jail_root_clear(&jl->root);
     if (jl->cgroup[0])
         rmdir(jl->cgroup);
 }
 
-/* Supervisor: wait for the child, relaying the signals of run_host_signals through the pipe. */
+/* Supervisor: what the jailed ember's end means for ember's exit code. */
+static int child_code(int st)
+{
+    int sig;
+
+    if (WIFEXITED(st))
+        return WEXITSTATUS(st);
+    sig = WTERMSIG(st);
+    if (sig == SIGSYS) {
+        log_err("the sandbox killed the jailed ember on a forbidden system call "
+                "(--seccomp=kill); exiting with code %d",
+                EXIT_BAD_SYSCALL);
+        return EXIT_BAD_SYSCALL;
+    }
+    /* Not a clean stop (those come back as the child's own 128+n): the OOM killer under
+     * --cgroup memory.max, a SIGKILL, a crash. */
+    log_err("the jailed ember was killed by signal %d (%s)%s; exiting with code %d", sig,
+            strsignal(sig), sig == SIGKILL ? "; under --cgroup memory.max: the OOM killer?" : "",
+            EXIT_VMM_ERROR);
+    return EXIT_VMM_ERROR;
+}
+
+/* Supervisor: wait for the child, relaying the signals of run_host_signals through the pipe. A
+ * child that is gone already makes the relay fail with EPIPE (SIGPIPE is ignored): its SIGCHLD is
+ * next in the signalfd. */
 static int supervise(pid_t pid, int relay_fd, int sfd)
 {
     for (;;) {
@@ -294,32 +237,36 @@ static int supervise(pid_t pid, int relay_fd, int sfd)
         if (read(sfd, &si, sizeof(si)) != sizeof(si)) {
             if (errno == EINTR)
                 continue;
-            return log_errno("jail: reading the supervisor's signals");
+            log_errno("jail: reading the supervisor's signals");
+            close(relay_fd); /* the child reads end of file and stops, as on SIGHUP */
+            waitpid(pid, &st, 0);
+            return EXIT_VMM_ERROR;
         }
         if (si.ssi_signo != SIGCHLD) {
             b = (uint8_t)si.ssi_signo;
             (void)!write(relay_fd, &b, 1);
             continue;
         }
-        if (waitpid(pid, &st, WNOHANG) != pid)
-            continue;
-        if (WIFEXITED(st))
-            return WEXITSTATUS(st);
-        if (WTERMSIG(st) == SIGSYS) {
-            log_err("the sandbox killed the jailed ember on a forbidden system call "
-                    "(--seccomp=kill); exiting with code %d",
-                    EXIT_BAD_SYSCALL);
-            return EXIT_BAD_SYSCALL;
-        }
-        return EXIT_SIGNAL_BASE + WTERMSIG(st);
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return child_code(st);
     }
+}
+
+/* The terminal as it was before the child put it in raw mode, put back once the child is gone
+ * however it ended; only from the foreground (in the background tcsetattr would stop us with
+ * SIGTTOU, and the child never went raw there). */
+static void restore_terminal(const struct termios *saved, int have)
+{
+    if (have && tcgetpgrp(STDIN_FILENO) == getpgrp())
+        tcsetattr(STDIN_FILENO, TCSANOW, saved);
 }
 
 int jail_enter(struct vm_config *cfg, int *code)
 {
     static struct jail jl;
     const struct jail_config *j = &cfg->jail;
-    int go[2], relay[2], err, sfd;
+    int go[2], relay[2], err, sfd, have_tty;
+    struct termios tty;
     sigset_t mask;
     pid_t pid;
     char g = 'g';
@@ -330,25 +277,43 @@ int jail_enter(struct vm_config *cfg, int *code)
         log_err("--jail needs root (namespaces, pivot_root, another user); run ember as root");
         return -EPERM;
     }
-    if (access(j->dir, W_OK) < 0) {
-        log_err("--jail %s: %s", j->dir, strerror(errno));
-        return -errno;
-    }
     memset(&jl, 0, sizeof(jl));
     jl.cfg = cfg;
-    err = plan(&jl);
-    if (err)
-        return err;
+    jail_root_init(&jl.root);
+    err = jail_root_open(&jl.root, j->dir);
+    if (!err)
+        err = plan(&jl);
+    if (!err)
+        err = jail_root_fill(&jl.root);
+    if (err) {
+        *code = EXIT_USAGE; /* DIR or what is in it: the command line's to fix */
+        goto undo;
+    }
     if (unshare(CLONE_NEWPID) < 0 && (err = missing(j, "PID namespace", errno)))
-        return err;
-    if (pipe2(go, O_CLOEXEC) < 0 || pipe2(relay, O_CLOEXEC) < 0)
-        return log_errno("jail: pipe");
+        goto undo;
+    if (pipe2(go, O_CLOEXEC) < 0) {
+        err = log_errno("jail: pipe");
+        goto undo;
+    }
+    if (pipe2(relay, O_CLOEXEC) < 0) {
+        err = log_errno("jail: pipe");
+        close(go[0]);
+        close(go[1]);
+        goto undo;
+    }
+    have_tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &tty) == 0;
     run_host_signals(cfg, &mask); /* relayed to the jailed ember */
     sigaddset(&mask, SIGCHLD);
     sigprocmask(SIG_BLOCK, &mask, NULL);
     pid = fork();
-    if (pid < 0)
-        return log_errno("jail: fork");
+    if (pid < 0) {
+        err = log_errno("jail: fork");
+        for (int i = 0; i < 2; i++) {
+            close(go[i]);
+            close(relay[i]);
+        }
+        goto undo;
+    }
     if (pid == 0) {
         close(go[1]);
         close(relay[1]);
@@ -374,13 +339,19 @@ int jail_enter(struct vm_config *cfg, int *code)
         err = sandbox_drop_privileges();
     if (!err)
         err = sandbox_enter_thread(SANDBOX_THREAD_SUPERVISOR, -1);
-    *code = err ? EXIT_VMM_ERROR : supervise(pid, relay[1], sfd);
     if (err) {
         close(relay[1]); /* the child reads end of file: it stops */
         waitpid(pid, NULL, 0);
+        *code = EXIT_VMM_ERROR;
+    } else {
+        *code = supervise(pid, relay[1], sfd);
     }
+    restore_terminal(&tty, have_tty);
     cleanup(&jl);
     return 1;
+undo:
+    jail_root_clear(&jl.root); /* what jail_root_fill made */
+    return err;
 }
 
 int jail_drop_ids(const struct vm_config *cfg)

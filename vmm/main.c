@@ -6,6 +6,7 @@
 #include "oci.h"
 #include "run.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -33,6 +34,9 @@ int main(int argc, char **argv)
     int r;
 
     clock_gettime(CLOCK_MONOTONIC, &start);
+    /* A reader that went away (stderr, a console pipe, a control client, the jail's relay) is
+     * an error return, never a death that skips the exit code and the cleanup. */
+    signal(SIGPIPE, SIG_IGN);
     /* ember-oci: the OCI runtime (a link to ember under that name, as containerd's BinaryName
      * and podman's --runtime take a bare path) */
     const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];

@@ -66,7 +66,7 @@ struct qmp_server {
     int nr_pending;
     struct qmp_conn *conns;
     int nr_conns;
-    int depth; /* inside one of our loop callbacks: dead clients are freed on the way out */
+    int depth; /* inside one of our callbacks: dead clients leave the list on the way out */
     int refused_logged;
 };
 
@@ -438,9 +438,21 @@ struct qmp_conn *qmp_conn_new(struct qmp_server *s, int fd)
     return c;
 }
 
+/* The memory of a connection that left the server (the loop calls it once no event of the
+ * batch in progress can name the connection any more). */
+static void conn_release(struct loop_handler *h)
+{
+    struct qmp_conn *c = container_of(h, struct qmp_conn, h);
+
+    json_tokener_free(c->tok);
+    free(c->out);
+    free(c);
+}
+
 void qmp_conn_free(struct qmp_conn *c)
 {
     struct qmp_server *s = c->srv;
+    int fd = c->h.fd;
 
     for (struct qmp_conn **pp = &s->conns; *pp; pp = &(*pp)->next) {
         if (*pp == c) {
@@ -449,15 +461,15 @@ void qmp_conn_free(struct qmp_conn *c)
             break;
         }
     }
-    if (c->in_loop)
-        loop_del(s->loop, &c->h);
-    if (c->h.fd >= 0)
-        close(c->h.fd);
     if (c->defer_id)
         json_object_put(c->defer_id);
-    json_tokener_free(c->tok);
-    free(c->out);
-    free(c);
+    c->defer_id = NULL;
+    if (c->in_loop) /* its event may still wait in the loop's batch */
+        loop_retire(s->loop, &c->h, conn_release);
+    else
+        conn_release(&c->h);
+    if (fd >= 0)
+        close(fd);
 }
 
 /* Ask epoll for what the client can make progress on now. */
@@ -475,8 +487,9 @@ static void conn_watch(struct qmp_conn *c)
         c->watching = want;
 }
 
-/* Free dead clients. One that only shut down its sending side (socat at the end of its input)
- * still gets replies and events until it closes: epoll then reports a hang-up. */
+/* Drop dead clients (the loop frees each once its batch no longer names it). One that only shut
+ * down its sending side (socat at the end of its input) still gets replies and events until it
+ * closes: epoll then reports a hang-up. */
 static void reap(struct qmp_server *s)
 {
     struct qmp_conn *c = s->conns, *next;
@@ -800,8 +813,8 @@ int qmp_server_listen(struct qmp_server *s, const char *path, struct loop *loop)
     }
     s->loop = loop;
     s->listen_fd = fd;
-    s->h_listen = (struct loop_handler){fd, on_listen};
-    s->h_event = (struct loop_handler){s->event_fd, on_event};
+    s->h_listen = (struct loop_handler){.fd = fd, .fn = on_listen};
+    s->h_event = (struct loop_handler){.fd = s->event_fd, .fn = on_event};
     err = loop_add(loop, &s->h_listen, EPOLLIN);
     if (!err)
         err = loop_add(loop, &s->h_event, EPOLLIN);

@@ -3,6 +3,7 @@
 #include "control.h"
 #include "devices.h"
 #include "ged.h"
+#include "hostfile.h"
 #include "log.h"
 #include "qmp.h"
 #include "virtio.h"
@@ -14,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define VIRTIO_ID_BLOCK 2
@@ -307,6 +307,8 @@ static enum qmp_result cmd_query_metrics(struct control *c, struct qmp_request *
         json_object_object_add(dv, "requests", json_object_new_int64((int64_t)d->stat_requests));
         json_object_object_add(dv, "bytes", json_object_new_int64((int64_t)d->stat_bytes));
         json_object_object_add(dv, "errors", json_object_new_int64((int64_t)d->stat_errors));
+        json_object_object_add(dv, "log-suppressed",
+                               json_object_new_int64((int64_t)log_guest_suppressed(&d->log_limit)));
         json_object_array_add(devs, dv);
     }
     json_object_object_add(o, "devices", devs);
@@ -314,6 +316,8 @@ static enum qmp_result cmd_query_metrics(struct control *c, struct qmp_request *
         json_object_object_add(o, "last-resume-us",
                                json_object_new_double((double)c->mv.vm->resume_ns / 1e3));
     json_object_object_add(o, "clients", json_object_new_int(qmp_server_clients(c->qmp)));
+    json_object_object_add(o, "guest-log-suppressed",
+                           json_object_new_int64((int64_t)log_guest_suppressed(NULL)));
     req->ret = o;
     return QMP_OK;
 }
@@ -344,24 +348,20 @@ static int check_file(struct qmp_request *req, const char *field, const char *pa
     return -1;
 }
 
-/* A disk must open the way the VM will open it. */
+/* A disk must open the way the VM will open it (without blocking: no FIFO, no directory). */
 static int check_disk(struct qmp_request *req, const struct disk_config *d)
 {
-    struct stat st;
-    int fd = open(d->path, (d->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    struct host_file f;
+    const char *why;
+    int err = host_file_open(d->path, d->readonly ? O_RDONLY : O_RDWR,
+                             HOSTFILE_REGULAR | HOSTFILE_BLOCK, &f, &why);
 
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        qmp_error(req, NULL, "field 'disk': %.400s: %s%s", d->path, strerror(errno),
-                  errno == EACCES || errno == EROFS ? " (add ,ro to attach it read-only)" : "");
-        if (fd >= 0)
-            close(fd);
+    if (err) {
+        qmp_error(req, NULL, "field 'disk': %.400s: %s%s", d->path, why,
+                  err == -EACCES || err == -EROFS ? " (add ,ro to attach it read-only)" : "");
         return -1;
     }
-    close(fd);
-    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-        qmp_error(req, NULL, "field 'disk': %.400s is not a regular file or block device", d->path);
-        return -1;
-    }
+    close(f.fd);
     return 0;
 }
 
@@ -384,10 +384,10 @@ static enum qmp_result cmd_configure(struct control *c, struct qmp_request *req)
         bad = check_file(req, "initrd", c->cfg->initrd);
     for (int i = 0; !bad && i < c->cfg->nr_disks; i++)
         bad = check_disk(req, &c->cfg->disk[i]);
-    if (bad) {
-        before->owned = c->cfg->owned; /* kept strings are freed at exit */
-        *c->cfg = *before;
-    }
+    if (bad)
+        config_revert(c->cfg, before); /* nothing of the refused request is kept */
+    else
+        config_compact(c->cfg); /* nor what this one replaced */
     free(before);
     return bad ? QMP_ERR : QMP_OK;
 }

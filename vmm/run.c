@@ -2,6 +2,7 @@
  * the guest stops, and turn the reason into ember's exit code. */
 #include "run.h"
 #include "acpi.h"
+#include "clock.h"
 #include "cmdline.h"
 #include "control.h"
 #include "devices.h"
@@ -25,11 +26,14 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define MAX_VIRTIO (CONFIG_MAX_DISKS + CONFIG_MAX_NETS + 2)
+/* What is still queued for slow readers when the VM stops gets this long, all of it together. */
+#define EXIT_FLUSH_MS 5000
 _Static_assert(MAX_VIRTIO <= VIRTIO_IRQ_LAST - VIRTIO_IRQ_FIRST + 1, "one GSI per device");
 _Static_assert(MAX_VIRTIO <= ACPI_MAX_VIRTIO, "every device in the DSDT");
 
@@ -43,6 +47,8 @@ struct machine {
     int kvm_fd;
     struct vm vm;
     struct console con;
+    struct out_stream stdout_stream; /* opened before the jail, taken by con */
+    int64_t flush_deadline;          /* clock_ms() by which exit's output must be out, or 0 */
     struct serial serial;
     struct ctrl_page ctrl;
     struct loop loop;
@@ -69,7 +75,7 @@ static void drain_eventfd(int fd)
 static void pump_output(struct machine *m)
 {
     size_t left = console_drain(&m->con);
-    int want = left > 0 && m->con.out_fd >= 0;
+    int want = left > 0 && m->con.out.fd >= 0;
 
     if (want != m->stdout_watched) {
         if (want && loop_add(&m->loop, &m->h_stdout, EPOLLOUT) == 0)
@@ -252,7 +258,27 @@ static int setup_devices(struct machine *m)
     return err;
 }
 
-/* One virtio-mmio slot and GSI per device, in the order the guest will number them. */
+/* Exit code for a -errno from building the machine (a device, the kernel): the host ran out
+ * of something (memory, descriptors, I/O) is ember failing, 125; anything else is input the
+ * host cannot honour (a missing disk, a busy TAP, a taken port, a bad kernel), 126. */
+static int build_failure_code(int err)
+{
+    switch (-err) {
+    case ENOMEM:
+    case EMFILE:
+    case ENFILE:
+    case ENOBUFS:
+    case EAGAIN:
+    case ENOSPC:
+    case EIO:
+        return EXIT_VMM_ERROR;
+    default:
+        return EXIT_USAGE;
+    }
+}
+
+/* One virtio-mmio slot and GSI per device, in the order the guest will number them. err is
+ * what the device's constructor returned; returns 0 or an exit code. */
 static int add_virtio(struct machine *m, int err)
 {
     struct virtio_dev *d;
@@ -261,15 +287,16 @@ static int add_virtio(struct machine *m, int err)
     size_t used = strlen(m->virtio_params);
 
     if (err)
-        return err; /* the constructor failed and said why */
+        return build_failure_code(err); /* the constructor failed and said why */
     if (m->nr_virtio < 0 || m->nr_virtio >= MAX_VIRTIO)
-        return -ENOSPC; /* cannot happen: the config limits add up to MAX_VIRTIO */
+        return EXIT_VMM_ERROR; /* cannot happen: the config limits add up to MAX_VIRTIO */
     d = &m->virtio[m->nr_virtio];
+    /* Eventfds, KVM_IOEVENTFD, KVM_IRQFD, the loop: only the host can fail here. */
     err = virtio_mmio_init(d, &m->vm, &m->loop, base, irq);
     if (err) {
         if (d->ops->destroy)
             d->ops->destroy(d);
-        return err;
+        return EXIT_VMM_ERROR;
     }
     snprintf(m->virtio_params + used, sizeof(m->virtio_params) - used,
              "%svirtio_mmio.device=4K@0x%llx:%u", used ? " " : "", (unsigned long long)base, irq);
@@ -277,25 +304,26 @@ static int add_virtio(struct machine *m, int err)
     return 0;
 }
 
+/* 0, or the exit code of the first device that could not be set up. */
 static int setup_virtio(struct machine *m)
 {
     const struct vm_config *cfg = m->cfg;
-    int err = 0;
+    int code = 0;
 
     m->nr_virtio = 0;
     m->virtio_params[0] = '\0';
-    for (int i = 0; !err && i < cfg->nr_disks; i++)
-        err = add_virtio(m, virtio_blk_create(&m->virtio[m->nr_virtio], &cfg->disk[i], &m->loop));
-    for (int i = 0; !err && i < cfg->nr_nets; i++)
-        err = add_virtio(m, virtio_net_create(&m->virtio[m->nr_virtio], &cfg->net[i], &m->loop));
-    if (!err && cfg->console == CONSOLE_KIND_VIRTIO)
-        err = add_virtio(m, virtio_console_create(&m->virtio[m->nr_virtio], &m->con, &m->loop));
-    if (!err && cfg->exec)
-        err = add_virtio(m,
-                         virtio_exec_ports_create(&m->virtio[m->nr_virtio], cfg->exec, &m->loop));
-    if (!err && !cfg->no_rng)
-        err = add_virtio(m, virtio_rng_create(&m->virtio[m->nr_virtio], &m->loop));
-    return err;
+    for (int i = 0; !code && i < cfg->nr_disks; i++)
+        code = add_virtio(m, virtio_blk_create(&m->virtio[m->nr_virtio], &cfg->disk[i], &m->loop));
+    for (int i = 0; !code && i < cfg->nr_nets; i++)
+        code = add_virtio(m, virtio_net_create(&m->virtio[m->nr_virtio], &cfg->net[i], &m->loop));
+    if (!code && cfg->console == CONSOLE_KIND_VIRTIO)
+        code = add_virtio(m, virtio_console_create(&m->virtio[m->nr_virtio], &m->con, &m->loop));
+    if (!code && cfg->exec)
+        code = add_virtio(m,
+                          virtio_exec_ports_create(&m->virtio[m->nr_virtio], cfg->exec, &m->loop));
+    if (!code && !cfg->no_rng)
+        code = add_virtio(m, virtio_rng_create(&m->virtio[m->nr_virtio], &m->loop));
+    return code;
 }
 
 static void destroy_virtio(struct machine *m)
@@ -337,10 +365,10 @@ static int setup_kernel(struct machine *m)
 }
 
 /* Returns 0, or the exit code: EXIT_USAGE when the user's input (kernel, initrd, command
- * line) is at fault, EXIT_VMM_ERROR when the host is. */
+ * line, a device option) is at fault, EXIT_VMM_ERROR when the host is. */
 static int build_vm(struct machine *m)
 {
-    int code = EXIT_VMM_ERROR;
+    int code = EXIT_VMM_ERROR, err;
 
     if (vm_create(&m->vm, m->kvm_fd, m->cfg->memory, m->cfg->cpus, m->cfg->hugepages))
         return code;
@@ -348,14 +376,15 @@ static int build_vm(struct machine *m)
     m->vm.start_wall = m->start_wall;
     if (setup_devices(m))
         goto fail;
-    if (setup_virtio(m)) {
-        code = EXIT_USAGE; /* a disk, TAP or network option the host cannot honour */
+    code = setup_virtio(m);
+    if (code)
         goto fail;
-    }
+    code = EXIT_VMM_ERROR;
     if (setup_acpi(m))
         goto fail;
-    if (setup_kernel(m)) {
-        code = EXIT_USAGE;
+    err = setup_kernel(m);
+    if (err) {
+        code = build_failure_code(err);
         goto fail;
     }
     if (vm_create_vcpus(&m->vm))
@@ -403,7 +432,6 @@ static int setup_host(struct machine *m)
     run_host_signals(m->cfg, &mask);
     if (pthread_sigmask(SIG_BLOCK, &mask, NULL))
         return -EINVAL;
-    signal(SIGPIPE, SIG_IGN);
     m->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     if (m->signal_fd < 0)
         return log_errno("signalfd");
@@ -413,17 +441,17 @@ static int setup_host(struct machine *m)
     err = loop_init(&m->loop);
     if (err)
         return err;
-    err = console_init(&m->con_off, CONSOLE_OFF, m->dev_wake_fd);
+    err = console_init(&m->con_off, CONSOLE_OFF, m->dev_wake_fd, NULL);
     if (!err)
         err = console_init(&m->con,
                            m->cfg->console == CONSOLE_KIND_NONE ? CONSOLE_OFF : CONSOLE_STDIO,
-                           m->dev_wake_fd);
+                           m->dev_wake_fd, &m->stdout_stream);
     if (err)
         return err;
-    m->h_signal = (struct loop_handler){m->signal_fd, on_signal};
-    m->h_dev_wake = (struct loop_handler){m->dev_wake_fd, on_dev_wake};
-    m->h_stdout = (struct loop_handler){m->con.out_fd, on_stdout};
-    m->h_stdin = (struct loop_handler){STDIN_FILENO, on_stdin};
+    m->h_signal = (struct loop_handler){.fd = m->signal_fd, .fn = on_signal};
+    m->h_dev_wake = (struct loop_handler){.fd = m->dev_wake_fd, .fn = on_dev_wake};
+    m->h_stdout = (struct loop_handler){.fd = m->con.out.fd, .fn = on_stdout};
+    m->h_stdin = (struct loop_handler){.fd = STDIN_FILENO, .fn = on_stdin};
     err = loop_add(&m->loop, &m->h_signal, EPOLLIN);
     if (!err)
         err = loop_add(&m->loop, &m->h_dev_wake, EPOLLIN);
@@ -438,7 +466,7 @@ static int setup_host(struct machine *m)
             m->con.in_fd = -1;
     }
     if (jail_signal_fd() >= 0) {
-        m->h_jail = (struct loop_handler){jail_signal_fd(), on_jail_signal};
+        m->h_jail = (struct loop_handler){.fd = jail_signal_fd(), .fn = on_jail_signal};
         if (loop_add(&m->loop, &m->h_jail, EPOLLIN))
             return log_errno("epoll_ctl");
     }
@@ -448,6 +476,7 @@ static int setup_host(struct machine *m)
 static void teardown_host(struct machine *m)
 {
     console_close(&m->con);
+    out_stream_close(&m->stdout_stream); /* not taken: the console never came up */
     loop_close(&m->loop);
     if (m->signal_fd >= 0)
         close(m->signal_fd);
@@ -473,12 +502,31 @@ static int sandbox_after_start(struct machine *m)
     return sandbox_enter_thread(SANDBOX_THREAD_LOOP, -1);
 }
 
+#ifdef EMBER_SANDBOX_SELFTEST
+/* Test builds only (meson -Dsandbox_selftest=true): EMBER_SELFTEST_KVM_RUN=efault takes guest
+ * RAM away from KVM (PROT_NONE) before the first instruction, so KVM_RUN fails as it does on
+ * backing memory KVM cannot use. */
+static void selftest_kvm_run(struct vm *vm)
+{
+    const char *want = getenv("EMBER_SELFTEST_KVM_RUN");
+
+    if (!want || strcmp(want, "efault") != 0)
+        return;
+    log_info("selftest: guest RAM made inaccessible to KVM");
+    for (int i = 0; i < vm->mem.nr_regions; i++)
+        mprotect(vm->mem.region[i].host, vm->mem.region[i].size, PROT_NONE);
+}
+#endif
+
 /* Run the built VM until it stops; returns the stop reason. */
 static enum vm_stop_reason run_vm(struct machine *m)
 {
     int err;
 
-    m->h_vm_wake = (struct loop_handler){m->vm.wake_fd, on_vm_wake};
+#ifdef EMBER_SANDBOX_SELFTEST
+    selftest_kvm_run(&m->vm);
+#endif
+    m->h_vm_wake = (struct loop_handler){.fd = m->vm.wake_fd, .fn = on_vm_wake};
     err = loop_add(&m->loop, &m->h_vm_wake, EPOLLIN);
     if (err || sandbox_before_start(m) || vm_start(&m->vm) || sandbox_after_start(m)) {
         vm_request_stop(&m->vm, STOP_ERROR);
@@ -490,14 +538,17 @@ static enum vm_stop_reason run_vm(struct machine *m)
             if (loop_run_once(&m->loop, -1) < 0)
                 vm_request_stop(&m->vm, STOP_ERROR);
     }
-    /* Let blocked console writers finish, then stop for good and collect the threads. */
-    console_flush(&m->con, 2000);
+    /* Let blocked console writers finish, then stop for good and collect the threads. What is
+     * still queued for slow readers (console, the command's streams, the control socket's
+     * clients) gets one deadline in all. */
+    m->flush_deadline = clock_ms() + EXIT_FLUSH_MS;
+    console_flush(&m->con, m->flush_deadline);
     console_shutdown(&m->con);
     vm_join(&m->vm);
     if (m->cfg->exec)
-        exec_io_flush(m->cfg->exec, 5000); /* what the command wrote before it ended */
+        exec_io_flush(m->cfg->exec, m->flush_deadline); /* what the command wrote */
     console_resume(&m->con);
-    console_flush(&m->con, 2000);
+    console_flush(&m->con, m->flush_deadline);
     control_vm_gone(m->ctl);
     loop_del(&m->loop, &m->h_vm_wake);
     log_debug("console: %llu bytes queued, %llu dropped", (unsigned long long)m->con.head,
@@ -564,12 +615,19 @@ int ember_run(struct vm_config *cfg, const struct timespec *start_wall)
     m->start_wall = *start_wall;
     m->signal_fd = m->dev_wake_fd = m->kvm_fd = -1;
     m->loop.epfd = -1;
-    m->con.out_fd = m->con.in_fd = -1;
-    m->con_off.out_fd = m->con_off.in_fd = -1;
+    m->con.out.fd = m->con.in_fd = -1;
+    m->con_off.out.fd = m->con_off.in_fd = -1;
+    m->stdout_stream.fd = -1;
+    console_terminal_foreground(); /* before the jail hides process groups */
     if (sandbox_prepare(cfg))
         goto out;
     if (check_file("--kernel", cfg->kernel) || check_file("--initrd", cfg->initrd)) {
         code = EXIT_USAGE;
+        goto out;
+    }
+    /* Before the jail's pivot_root: a non-blocking stdout of our own needs /proc. */
+    if (cfg->console != CONSOLE_KIND_NONE && out_stream_open(&m->stdout_stream, STDOUT_FILENO)) {
+        log_errno("console: cannot open stdout");
         goto out;
     }
     /* The supervisor (1) returns the jailed child's code; the child (0) goes on, in the jail. */
@@ -622,7 +680,7 @@ int ember_run(struct vm_config *cfg, const struct timespec *start_wall)
         log_info("the guest rebooted; exiting with code %d (--on-reboot exit)", code);
 out:
     control_shutdown(m->ctl, reason, code); /* SHUTDOWN reaches clients before we exit */
-    control_close(m->ctl, 2000);
+    control_close(m->ctl, m->flush_deadline ? clock_ms_left(m->flush_deadline) : 2000);
     if (m->kvm_fd >= 0)
         close(m->kvm_fd);
     teardown_host(m);

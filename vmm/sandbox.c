@@ -1,5 +1,6 @@
 /* The sandbox: close stray descriptors, no new privileges, no capabilities, seccomp per thread. */
 #include "sandbox.h"
+#include "console.h"
 #include "exec_io.h"
 #include "exitcode.h"
 #include "log.h"
@@ -22,8 +23,9 @@
 
 /* Everything the SIGSYS handler needs, prepared beforehand: it may not allocate. */
 static struct {
-    int disabled; /* --no-sandbox */
-    int enabled;  /* filters are installed (not --no-sandbox, not --seccomp=off) */
+    const struct vm_config *cfg; /* read when a thread enters: `configure` may have changed it */
+    int disabled;                /* --no-sandbox */
+    int enabled;                 /* filters are installed (not --no-sandbox, not --seccomp=off) */
     int rebuild;
     uint32_t action;
     int have_tty;
@@ -127,10 +129,10 @@ static int close_stray_fds(const struct vm_config *cfg)
     if (cfg->exec) { /* `ember exec` opened its streams already */
         if (cfg->exec->in_fd > 2)
             keep[nkeep++] = cfg->exec->in_fd;
-        if (cfg->exec->out_fd > 2)
-            keep[nkeep++] = cfg->exec->out_fd;
-        if (cfg->exec->err_fd > 2)
-            keep[nkeep++] = cfg->exec->err_fd;
+        if (cfg->exec->out.fd > 2)
+            keep[nkeep++] = cfg->exec->out.fd;
+        if (cfg->exec->err.fd > 2)
+            keep[nkeep++] = cfg->exec->err.fd;
         if (cfg->exec->ctl) { /* ember-oci: readiness and the exit record */
             if (cfg->exec->ready_fd > 2)
                 keep[nkeep++] = cfg->exec->ready_fd;
@@ -161,13 +163,14 @@ int sandbox_prepare(const struct vm_config *cfg)
     int err;
 
     memset(&sb, 0, sizeof(sb));
+    sb.cfg = cfg;
     sb.disabled = cfg->sandbox.disabled;
     if (sb.disabled)
         return 0;
     err = close_stray_fds(cfg);
     if (err)
         return err;
-    sb.have_tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &sb.tty) == 0;
+    sb.have_tty = console_terminal_foreground() && tcgetattr(STDIN_FILENO, &sb.tty) == 0;
     switch (cfg->sandbox.seccomp) {
     case SECCOMP_ACTION_OFF:
         return 0;
@@ -188,6 +191,19 @@ int sandbox_prepare(const struct vm_config *cfg)
     sb.rebuild = cfg->on_reboot == ON_REBOOT_RESTART;
     sb.enabled = 1;
     return 0;
+}
+
+unsigned sandbox_needs(const struct vm_config *cfg)
+{
+    unsigned needs = cfg->nr_disks ? SANDBOX_NEEDS_DISK : 0;
+
+    for (int i = 0; i < cfg->nr_nets; i++)
+        needs |= cfg->net[i].backend == NET_USER ? SANDBOX_NEEDS_INET : SANDBOX_NEEDS_TAP;
+    if (cfg->api_sock)
+        needs |= SANDBOX_NEEDS_API;
+    if (cfg->exec && cfg->exec->ctl && cfg->exec->tty)
+        needs |= SANDBOX_NEEDS_TTY;
+    return needs;
 }
 
 void sandbox_allow_rebuild(int on)
@@ -235,7 +251,7 @@ static void selftest(enum sandbox_thread kind)
 
 int sandbox_enter_thread(enum sandbox_thread kind, int index)
 {
-    struct sandbox_filter_opts o = {.kind = kind, .default_action = sb.action};
+    struct sandbox_filter_opts o = {.kind = kind, .default_action = sb.action, .pid = getpid()};
     scmp_filter_ctx ctx;
     int err;
 
@@ -244,6 +260,7 @@ int sandbox_enter_thread(enum sandbox_thread kind, int index)
     if (!sb.enabled)
         return 0;
     o.rebuild = kind == SANDBOX_THREAD_LOOP && sb.rebuild;
+    o.needs = sandbox_needs(sb.cfg);
     ctx = seccomp_build_filter(&o);
     if (!ctx) {
         log_err("seccomp: cannot build the %s thread's filter", kind_name(kind));

@@ -1,6 +1,7 @@
 /* seccomp allowlists, one per thread kind, built with libseccomp; each allowed call says why. */
 #include "sandbox.h"
 
+#include <fcntl.h>
 #include <linux/fs.h>
 #include <linux/if_tun.h>
 #include <linux/kvm.h>
@@ -49,16 +50,17 @@ static void memory(struct builder *b)
 }
 
 /* What every ember thread does. */
-static void common(struct builder *b)
+static void common(struct builder *b, pid_t pid)
 {
     memory(b);
-    ALLOW(b, futex);           /* mutexes, condition variables, pthread_join */
-    ALLOW(b, write);           /* log lines on stderr, eventfd wake-ups, console output */
-    ALLOW(b, clock_gettime);   /* timestamps (vDSO falls back to the call on some clocks) */
-    ALLOW(b, gettimeofday);    /* the same through glib */
-    ALLOW(b, getpid);          /* pthread_kill's tgkill */
-    ALLOW(b, gettid);          /* pthread_kill */
-    ALLOW(b, tgkill);          /* VCPU_KICK_SIGNAL kicks a vCPU out of KVM_RUN */
+    ALLOW(b, futex);         /* mutexes, condition variables, pthread_join */
+    ALLOW(b, write);         /* log lines on stderr, eventfd wake-ups, console output */
+    ALLOW(b, clock_gettime); /* timestamps (vDSO falls back to the call on some clocks) */
+    ALLOW(b, gettimeofday);  /* the same through glib */
+    ALLOW(b, getpid);        /* pthread_kill's tgkill */
+    ALLOW(b, gettid);        /* pthread_kill */
+    /* VCPU_KICK_SIGNAL kicks a vCPU out of KVM_RUN: to ember's own threads only. */
+    rule(b, SCMP_SYS(tgkill), 1, (struct scmp_arg_cmp[]){SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)pid)});
     ALLOW(b, rt_sigprocmask);  /* pthread_kill blocks signals around the kick */
     ALLOW(b, rt_sigreturn);    /* return from the vCPU kick handler */
     ALLOW(b, restart_syscall); /* a call interrupted by a signal resumes */
@@ -72,56 +74,88 @@ static void common(struct builder *b)
                                  SCMP_A1(SCMP_CMP_MASKED_EQ, LOW32, TCSETS)});
 }
 
-/* Device work that a vCPU's MMIO write can start and the event loop does all the time. */
-static void device_work(struct builder *b)
+/* virtio-blk's backing files (--disk). */
+static void disk_io(struct builder *b)
 {
-    ALLOW(b, read);                /* eventfds, signalfd, stdin, TAP frames */
-    ALLOW(b, epoll_ctl);           /* devices watch and unwatch backends (virtio-net reset) */
-    ALLOW(b, io_uring_enter);      /* virtio-blk submits and, on reset, drains its requests */
-    ALLOW(b, preadv);              /* virtio-blk without io_uring */
-    ALLOW(b, pwritev);             /* virtio-blk without io_uring */
-    ALLOW(b, pwritev2);            /* virtio-blk write-through (RWF_DSYNC) without io_uring */
-    ALLOW(b, fdatasync);           /* virtio-blk flush without io_uring */
-    ALLOW(b, fallocate);           /* virtio-blk discard and write-zeroes */
-    ALLOW(b, readv);               /* TAP frames */
-    ALLOW(b, writev);              /* TAP frames */
-    ALLOW_IOCTL(b, KVM_IRQ_LINE);  /* the UART raises its interrupt line */
-    ALLOW_IOCTL(b, TUNSETOFFLOAD); /* virtio-net passes the guest's offloads to the TAP */
-    ALLOW_IOCTL(b, BLKDISCARD);    /* virtio-blk discard on a block device */
-    ALLOW_IOCTL(b, BLKZEROOUT);    /* virtio-blk write-zeroes on a block device */
+    ALLOW(b, io_uring_enter);   /* submits and reaps; a reset drains (its rings take only
+                                   the opcodes virtio-blk uses: IORING_REGISTER_RESTRICTIONS) */
+    ALLOW(b, preadv);           /* without io_uring */
+    ALLOW(b, pwritev);          /* without io_uring */
+    ALLOW(b, pwritev2);         /* write-through (RWF_DSYNC) without io_uring */
+    ALLOW(b, pwrite64);         /* write-zeroes where the file system cannot */
+    ALLOW(b, fdatasync);        /* flush without io_uring */
+    ALLOW(b, fallocate);        /* discard and write-zeroes */
+    ALLOW_IOCTL(b, BLKDISCARD); /* discard on a block device */
 }
 
-static void vcpu(struct builder *b)
+/* A TAP device's frames (--net tap=, tap-fd=). */
+static void tap_io(struct builder *b)
 {
-    common(b);
-    device_work(b);
+    ALLOW(b, readv);               /* frames in */
+    ALLOW(b, writev);              /* frames out */
+    ALLOW_IOCTL(b, TUNSETOFFLOAD); /* the guest's offloads, at activation and reset */
+}
+
+/* Device work, on the event loop: only for the devices the VM has. */
+static void device_work(struct builder *b, unsigned needs)
+{
+    ALLOW(b, read);      /* eventfds, signalfd, stdin */
+    ALLOW(b, epoll_ctl); /* devices watch and unwatch queues and backends */
+    if (needs & SANDBOX_NEEDS_DISK)
+        disk_io(b);
+    if (needs & SANDBOX_NEEDS_TAP)
+        tap_io(b);
+}
+
+static void vcpu(struct builder *b, const struct sandbox_filter_opts *o)
+{
+    common(b, o->pid);
     ALLOW_IOCTL(b, KVM_RUN);      /* run the guest */
     ALLOW_IOCTL(b, KVM_GET_REGS); /* name the instruction of a triple fault */
+    ALLOW_IOCTL(b, KVM_IRQ_LINE); /* the UART raises its interrupt line */
+    /* No device work: an MMIO write only changes device state in memory and wakes the event
+     * loop (an eventfd write), which does the rest (activation, reset, I/O). */
+    (void)o->needs;
 }
 
-/* libslirp's host sockets (--net user) and the control socket (QMP). */
-static void sockets(struct builder *b)
+/* fcntl only to read and set a descriptor's flags (O_NONBLOCK, FD_CLOEXEC): no duplicating,
+ * locking, leases, owners or signals. */
+static void fcntl_flags(struct builder *b)
 {
-    static const int families[] = {AF_UNIX, AF_INET, AF_INET6};
+    static const int cmds[] = {F_GETFL, F_SETFL, F_GETFD, F_SETFD};
+
+    for (unsigned i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        rule(b, SCMP_SYS(fcntl), 1,
+             (struct scmp_arg_cmp[]){SCMP_A1(SCMP_CMP_MASKED_EQ, LOW32, (scmp_datum_t)cmds[i])});
+}
+
+/* The control socket (--api-sock). */
+static void control_socket(struct builder *b)
+{
+    ALLOW(b, accept4); /* clients (a control socket may rebuild: see rebuild() too) */
+}
+
+/* libslirp's host sockets (--net user): the only thread kind that may make Internet sockets. */
+static void inet_sockets(struct builder *b)
+{
+    static const int families[] = {AF_INET, AF_INET6};
 
     for (unsigned i = 0; i < sizeof(families) / sizeof(families[0]); i++)
         rule(b, SCMP_SYS(socket), 1,
              (struct scmp_arg_cmp[]){SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)families[i])});
-    ALLOW(b, connect);     /* slirp: the guest's outgoing TCP/UDP connections */
-    ALLOW(b, bind);        /* slirp: host forwards, UDP sockets */
-    ALLOW(b, listen);      /* slirp: host forwards */
-    ALLOW(b, accept);      /* slirp: connections to host forwards */
-    ALLOW(b, accept4);     /* QMP clients */
-    ALLOW(b, shutdown);    /* slirp: the guest closed half a connection */
-    ALLOW(b, sendto);      /* slirp UDP/ICMP, console output to a socket */
-    ALLOW(b, recvfrom);    /* slirp UDP/ICMP */
-    ALLOW(b, sendmsg);     /* QMP replies (and passed descriptors) */
-    ALLOW(b, recvmsg);     /* QMP requests, slirp ICMP errors */
-    ALLOW(b, getsockopt);  /* slirp: SO_ERROR of a connecting socket */
-    ALLOW(b, setsockopt);  /* slirp: socket options of new connections */
-    ALLOW(b, getsockname); /* slirp: local address of a connection */
-    ALLOW(b, getpeername); /* slirp */
-    ALLOW(b, fcntl);       /* slirp and QMP make sockets non-blocking */
+    ALLOW(b, connect);        /* the guest's outgoing TCP/UDP connections */
+    ALLOW(b, bind);           /* host forwards, UDP sockets */
+    ALLOW(b, listen);         /* host forwards */
+    ALLOW(b, accept);         /* connections to host forwards */
+    ALLOW(b, shutdown);       /* the guest closed half a connection */
+    ALLOW(b, sendmsg);        /* UDP and ICMP */
+    ALLOW(b, recvmsg);        /* ICMP errors */
+    ALLOW(b, getsockopt);     /* SO_ERROR of a connecting socket */
+    ALLOW(b, setsockopt);     /* options of new connections */
+    ALLOW(b, getsockname);    /* local address of a connection */
+    ALLOW(b, getpeername);    /* peer of a connection */
+    ALLOW_IOCTL(b, FIONBIO);  /* the same, through ioctl */
+    ALLOW_IOCTL(b, FIONREAD); /* bytes waiting on a socket */
 }
 
 /* Building a VM again after a guest reboot (--on-reboot restart only). */
@@ -149,7 +183,6 @@ static void rebuild(struct builder *b)
             KVM_SET_REGS,
             KVM_SET_FPU,
             KVM_CHECK_EXTENSION,
-            KVM_SET_GSI_ROUTING,
             TUNSETIFF,
             TUNSETVNETHDRSZ,
             TUNGETIFF,
@@ -170,58 +203,66 @@ static void rebuild(struct builder *b)
     ALLOW(b, newfstatat);               /* file sizes and types */
     ALLOW(b, fstat);                    /* file sizes and types */
     ALLOW(b, lseek);                    /* the loaders */
-    ALLOW(b, eventfd2);                 /* ioeventfds, irqfds, wake-ups */
-    ALLOW(b, timerfd_create);           /* slirp's timer */
-    ALLOW(b, epoll_create1);            /* slirp's socket set */
-    ALLOW(b, io_uring_setup);           /* virtio-blk */
-    ALLOW(b, io_uring_register);        /* virtio-blk probes the ring */
-    ALLOW(b, clone3);                   /* vCPU threads */
-    ALLOW(b, clone);                    /* vCPU threads (older glibc) */
-    ALLOW(b, set_robust_list);          /* a new thread starts */
-    ALLOW(b, rseq);                     /* a new thread starts */
-    ALLOW(b, rt_sigaction);             /* the vCPU kick handler */
-    ALLOW(b, sysinfo);                  /* glib */
+    ALLOW(b, pread64);           /* the loaders read kernel and initrd; query-metrics reads statm */
+    ALLOW(b, eventfd2);          /* ioeventfds, irqfds, wake-ups */
+    ALLOW(b, timerfd_create);    /* slirp's timer */
+    ALLOW(b, epoll_create1);     /* slirp's socket set */
+    ALLOW(b, io_uring_setup);    /* virtio-blk */
+    ALLOW(b, io_uring_register); /* virtio-blk probes the ring */
+    ALLOW(b, clone3);            /* vCPU threads */
+    ALLOW(b, clone);             /* vCPU threads (older glibc) */
+    ALLOW(b, set_robust_list);   /* a new thread starts */
+    ALLOW(b, rseq);              /* a new thread starts */
+    ALLOW(b, rt_sigaction);      /* the vCPU kick handler */
+    ALLOW(b, sysinfo);           /* glib */
 }
 
-static void loop(struct builder *b, int can_rebuild)
+static void loop(struct builder *b, const struct sandbox_filter_opts *o)
 {
-    common(b);
-    device_work(b);
-    sockets(b);
+    common(b, o->pid);
+    device_work(b, o->needs);
     ALLOW(b, epoll_wait);          /* the event loop */
     ALLOW(b, epoll_pwait);         /* the event loop (newer glibc) */
     ALLOW(b, poll);                /* console flush and input; slirp */
     ALLOW(b, ppoll);               /* the same through newer glibc */
     ALLOW(b, close);               /* slirp connections end; teardown */
-    ALLOW(b, unlink);              /* the control socket's path, at exit */
+    ALLOW(b, unlink);              /* at exit: the control socket, exec's --copy-in image */
+    ALLOW(b, sendto);              /* console output to a socket; control socket; slirp */
+    ALLOW(b, recvfrom);            /* control socket requests; slirp */
     ALLOW(b, timerfd_settime);     /* slirp's timers, exec's time limit */
     ALLOW(b, timerfd_gettime);     /* slirp's timers */
     ALLOW(b, getrandom);           /* slirp: TCP initial sequence numbers, glib */
-    ALLOW(b, pread64);             /* virtio-blk without io_uring */
-    ALLOW(b, pwrite64);            /* virtio-blk without io_uring */
+    fcntl_flags(b);                /* slirp's sockets, files opened at run time: O_NONBLOCK */
+    ALLOW_IOCTL(b, KVM_IRQ_LINE);  /* the UART's interrupt line, on console input */
     ALLOW_IOCTL(b, KVM_IOEVENTFD); /* teardown: devices unregister their notifications */
     ALLOW_IOCTL(b, KVM_IRQFD);     /* teardown: devices unregister their interrupts */
-    ALLOW_IOCTL(b, TCSETSW);       /* the same through tcsetattr(TCSADRAIN) */
-    ALLOW_IOCTL(b, FIONBIO);       /* slirp makes sockets non-blocking */
-    ALLOW_IOCTL(b, FIONREAD);      /* slirp: bytes waiting on a socket */
-    ALLOW_IOCTL(b, TIOCGWINSZ);    /* ember-oci: the terminal's size for the guest's pty */
-    if (can_rebuild)
+    ALLOW_IOCTL(b, TCSETSW);       /* the terminal back through tcsetattr(TCSADRAIN) */
+    if (o->needs & SANDBOX_NEEDS_API)
+        control_socket(b);
+    if (o->needs & SANDBOX_NEEDS_INET)
+        inet_sockets(b);
+    if (o->needs & SANDBOX_NEEDS_TTY)
+        ALLOW_IOCTL(b, TIOCGWINSZ); /* ember-oci: the terminal's size, for the guest's pty */
+    if (o->rebuild)
         rebuild(b);
 }
 
-static void supervisor(struct builder *b)
+static void supervisor(struct builder *b, pid_t pid)
 {
-    common(b);
-    ALLOW(b, read);       /* its signalfd */
-    ALLOW(b, wait4);      /* the jailed ember's status */
-    ALLOW(b, waitid);     /* the same */
-    ALLOW(b, poll);       /* waits for signals and the child */
-    ALLOW(b, ppoll);      /* the same */
-    ALLOW(b, close);      /* its descriptors */
-    ALLOW(b, unlinkat);   /* removes the jail's mount points */
-    ALLOW(b, unlink);     /* the same */
-    ALLOW(b, rmdir);      /* the jail's directories, the cgroup */
-    ALLOW(b, newfstatat); /* before removing a jail entry */
+    common(b, pid);
+    ALLOW(b, getpgrp); /* in the foreground? before it puts the terminal back */
+    rule(b, SCMP_SYS(ioctl), 2,
+         (struct scmp_arg_cmp[]){SCMP_A0(SCMP_CMP_EQ, 0),
+                                 SCMP_A1(SCMP_CMP_MASKED_EQ, LOW32, TIOCGPGRP)});
+    ALLOW(b, read);     /* its signalfd */
+    ALLOW(b, wait4);    /* the jailed ember's status */
+    ALLOW(b, waitid);   /* the same */
+    ALLOW(b, poll);     /* waits for signals and the child */
+    ALLOW(b, ppoll);    /* the same */
+    ALLOW(b, close);    /* its descriptors */
+    ALLOW(b, unlinkat); /* the jail's files and directories, beneath its descriptor of DIR */
+    ALLOW(b, unlink);   /* ember exec's --copy-in image */
+    ALLOW(b, rmdir);    /* the cgroup, ember exec's jail directory */
 }
 
 void *seccomp_build_filter(const struct sandbox_filter_opts *o)
@@ -234,13 +275,13 @@ void *seccomp_build_filter(const struct sandbox_filter_opts *o)
     b.err = seccomp_attr_set(b.ctx, SCMP_FLTATR_ACT_BADARCH, o->default_action);
     switch (o->kind) {
     case SANDBOX_THREAD_VCPU:
-        vcpu(&b);
+        vcpu(&b, o);
         break;
     case SANDBOX_THREAD_LOOP:
-        loop(&b, o->rebuild);
+        loop(&b, o);
         break;
     default:
-        supervisor(&b);
+        supervisor(&b, o->pid);
         break;
     }
     if (b.err) {

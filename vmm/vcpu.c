@@ -216,10 +216,14 @@ static void *vcpu_thread(void *arg)
         if (ioctl(v->fd, KVM_RUN, 0) < 0) {
             if (errno == EINTR || errno == EAGAIN) {
                 atomic_fetch_add(&v->exits[KVM_EXIT_INTR], 1);
+                /* A kick: pause if still asked to, else clear immediate_exit (a `cont` may
+                 * have come before this vCPU saw the `stop`) so KVM_RUN runs the guest. */
+                vcpu_pause_point(v);
                 continue;
             }
-            log_err("vCPU %d: KVM_RUN: %s", v->index, strerror(errno));
-            vm_request_stop(vm, STOP_ERROR);
+            log_err("vCPU %d: KVM_RUN: %s; KVM cannot go on running the guest", v->index,
+                    strerror(errno));
+            vm_request_stop(vm, STOP_CRASH);
             break;
         }
         if (!handle_exit(v))

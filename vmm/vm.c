@@ -84,7 +84,7 @@ int vm_create(struct vm *vm, int kvm_fd, uint64_t ram_size, int ncpus, int hugep
     if (vm->vm_fd < 0) {
         err = -errno;
         log_err("KVM_CREATE_VM: %s", strerror(-err));
-        return err;
+        goto fail; /* the pause lock and condition are set up already */
     }
     VM_IOCTL(KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_GPA, "KVM_SET_TSS_ADDR");
     VM_IOCTL(KVM_SET_IDENTITY_MAP_ADDR, &identity, "KVM_SET_IDENTITY_MAP_ADDR");

@@ -55,7 +55,7 @@ static int load_libslirp(void)
 
 #define NET_ADDR   0x0a000200u /* 10.0.2.0/24 */
 #define NET_MASK   0xffffff00u
-#define HOST_ADDR  0x0a000202u /* the host as the guest sees it (reaches the host's loopback) */
+#define HOST_ADDR  0x0a000202u /* the host to the guest (127.0.0.1 if host-loopback=on) */
 #define DNS_ADDR   0x0a000203u
 #define GUEST_ADDR 0x0a00020fu /* first DHCP address, and where hostfwd rules point */
 
@@ -397,12 +397,28 @@ static const SlirpCb callbacks = {
 
 /* ---- backend ops ---- */
 
+/* An IPv4 packet to the host's own addresses 127.0.0.0/8 or 0.0.0.0/8. libslirp connects
+ * to whatever address the guest names, so without this a guest that writes its own frames
+ * reaches the host's loopback directly, with or without disable_host_loopback (which only
+ * covers 10.0.2.2). Every fragment carries the destination, so fragments are caught too. */
+static bool to_host_itself(const uint8_t *f, size_t len)
+{
+    uint8_t net;
+
+    if (len < 14 + 20 || f[12] != 0x08 || f[13] != 0x00) /* not IPv4: slirp drops what is short */
+        return false;
+    net = f[14 + 16]; /* the destination's first byte */
+    return net == 127 || net == 0;
+}
+
 static int user_send(struct net_be *b, const struct iovec *iov, int iovcnt)
 {
     struct user_net *s = container_of(b, struct user_net, be);
 
     if (iovcnt != 1 || iov[0].iov_len > NET_MAX_FRAME)
         return -EINVAL;
+    if (to_host_itself(iov[0].iov_base, iov[0].iov_len))
+        return -EPERM; /* counted as a dropped frame */
     lib.input(s->slirp, iov[0].iov_base, (int)iov[0].iov_len);
     wake(s); /* it may have opened sockets or armed timers */
     return 0;
@@ -512,6 +528,9 @@ int net_slirp_open(const struct net_config *cfg, struct loop *loop, struct net_b
             .vhostname = "ember",
             .vdhcp_start = {htonl(GUEST_ADDR)},
             .vnameserver = {htonl(DNS_ADDR)},
+            /* 10.0.2.2 (and every address of 10.0.2.0/24 but the DNS one, which libslirp
+             * serves on port 53 only) maps to the host's 127.0.0.1 only when asked for. */
+            .disable_host_loopback = !cfg->host_loopback,
     };
     struct user_net *s = calloc(1, sizeof(*s));
     int err;

@@ -11,8 +11,7 @@
 #define RX_QUEUE          0 /* receiveq: host input to the guest */
 #define TX_QUEUE          1 /* transmitq: guest output */
 #define QUEUE_MAX         256
-#define CONFIG_SIZE       8   /* cols (le16), rows (le16), max_nr_ports (le32) */
-#define CHAIN_BUDGET      256 /* chains per turn, so other event loop work gets a go */
+#define CONFIG_SIZE       8 /* cols (le16), rows (le16), max_nr_ports (le32) */
 
 struct vcon {
     struct console *con;
@@ -23,19 +22,6 @@ struct vcon {
     bool port_ready;   /* the guest wrote to hvc0, so its port is set up: input is safe */
     size_t tx_written; /* bytes of tx already in the ring */
 };
-
-static bool queue_running(const struct virtio_dev *d, const struct virtq *q)
-{
-    return (d->status & VIRTIO_STATUS_DRIVER_OK) && !d->broken && q->ready;
-}
-
-/* Have the event loop call queue_notify again, to go on after a full budget. */
-static void rekick(struct virtq *q)
-{
-    uint64_t one = 1;
-
-    (void)!write(q->kick_fd, &one, sizeof(one));
-}
 
 /* ---- guest output ---- */
 
@@ -84,7 +70,7 @@ static void tx_process(struct virtio_dev *d, struct virtq *q)
     bool pushed = false;
     int r = 0;
 
-    for (int n = 0; n < CHAIN_BUDGET; n++) {
+    for (;;) { /* the turn's budget (virtq_pop) bounds it */
         if (!v->tx_held) {
             r = virtq_pop(q, &v->tx);
             if (r != 1)
@@ -108,8 +94,6 @@ static void tx_process(struct virtio_dev *d, struct virtq *q)
     }
     if (r < 0)
         virtio_mark_broken(d, "bad transmit chain");
-    else if (r == 1)
-        rekick(q); /* budget spent with chains maybe left */
     if (pushed)
         virtio_notify_used(d, q);
 }
@@ -120,7 +104,7 @@ static void tx_space(void *opaque)
     struct virtio_dev *d = opaque;
 
     pthread_mutex_lock(&d->lock);
-    if (queue_running(d, &d->vq[TX_QUEUE]))
+    if (virtio_queue_running(d, &d->vq[TX_QUEUE]))
         tx_process(d, &d->vq[TX_QUEUE]);
     pthread_mutex_unlock(&d->lock);
 }
@@ -135,13 +119,9 @@ static bool rx_ready(struct virtio_dev *d)
     struct virtq *q = &d->vq[RX_QUEUE];
     int r;
 
-    if (!queue_running(d, q) || !v->port_ready)
+    if (!virtio_queue_running(d, q) || !v->port_ready)
         return false;
-    for (int n = 0; !v->rx_held; n++) {
-        if (n == CHAIN_BUDGET) {
-            rekick(q); /* look again later: the guest gets a wake-up then */
-            return false;
-        }
+    while (!v->rx_held) { /* the turn's budget (virtq_pop) bounds it */
         r = virtq_pop(q, &v->rx);
         if (r == VIRTQ_EMPTY)
             return false;

@@ -96,7 +96,7 @@ void virtio_mark_broken(struct virtio_dev *d, const char *why)
     d->stat_errors++;
     if (d->broken)
         return;
-    log_warn("%s: %s; device needs a reset", d->name, why);
+    log_guest(&d->log_limit, LOG_WARN, "%s: %s; device needs a reset", d->name, why);
     d->broken = true;
     d->status |= VIRTIO_STATUS_NEEDS_RESET;
     signal_irq(d, ISR_CONFIG);
@@ -104,7 +104,45 @@ void virtio_mark_broken(struct virtio_dev *d, const char *why)
 
 static bool queues_running(const struct virtio_dev *d)
 {
-    return (d->status & VIRTIO_STATUS_DRIVER_OK) && !d->broken;
+    return (d->status & VIRTIO_STATUS_DRIVER_OK) && !d->broken && !d->resetting;
+}
+
+/* Device work handed over by a register callback (dev->lock held). */
+static void run_work(struct virtio_dev *d)
+{
+    if (!d->work_pending)
+        return;
+    d->work_pending = false;
+    if (d->ops->loop_work)
+        d->ops->loop_work(d);
+}
+
+void virtio_post_work(struct virtio_dev *d)
+{
+    uint64_t one = 1;
+
+    d->work_pending = true;
+    if (!d->loop || d->work_fd < 0)
+        run_work(d); /* unit-test mode: no loop to hand it to */
+    else
+        (void)!write(d->work_fd, &one, sizeof(one));
+}
+
+static void work_handler(struct loop_handler *h, uint32_t events)
+{
+    struct virtio_dev *d = container_of(h, struct virtio_dev, h_work);
+    uint64_t n;
+
+    (void)events;
+    (void)!read(h->fd, &n, sizeof(n));
+    pthread_mutex_lock(&d->lock);
+    run_work(d);
+    pthread_mutex_unlock(&d->lock);
+}
+
+bool virtio_queue_running(const struct virtio_dev *d, const struct virtq *q)
+{
+    return queues_running(d) && q->ready;
 }
 
 /* A queue was kicked (ioeventfd or a QueueNotify write that reached the bus). */
@@ -117,24 +155,18 @@ static void kick_handler(struct loop_handler *h, uint32_t events)
     (void)events;
     (void)!read(q->kick_fd, &n, sizeof(n)); /* non-blocking: drains the count */
     pthread_mutex_lock(&d->lock);
+    run_work(d); /* what a reset or activation handed over comes first */
+    virtq_turn_begin(q);
     if (queues_running(d) && q->ready && d->ops->queue_notify)
         d->ops->queue_notify(d, q);
     pthread_mutex_unlock(&d->lock);
 }
 
-static void kick(struct virtq *q)
+/* The transport's half of a reset: back to the state after virtio_mmio_init, as the driver
+ * must find it. */
+static void finish_reset(struct virtio_dev *d)
 {
-    uint64_t one = 1;
-
-    if (q->kick_fd >= 0)
-        (void)!write(q->kick_fd, &one, sizeof(one));
-}
-
-/* Reset: back to the state after virtio_mmio_init, as the driver must find it. */
-static void device_reset(struct virtio_dev *d)
-{
-    if (d->ops->reset)
-        d->ops->reset(d);
+    d->resetting = false;
     for (int i = 0; i < d->nr_queues; i++) {
         virtq_reset(&d->vq[i]);
         d->vq[i].size = d->queue_max[i];
@@ -144,6 +176,28 @@ static void device_reset(struct virtio_dev *d)
     d->acked = 0;
     d->broken = false;
     d->device_features_sel = d->driver_features_sel = d->queue_sel = 0;
+}
+
+void virtio_reset_pending(struct virtio_dev *d)
+{
+    d->resetting = true;
+}
+
+void virtio_reset_done(struct virtio_dev *d)
+{
+    if (d->resetting)
+        finish_reset(d);
+}
+
+/* Status 0. The device forgets what it popped; with I/O in flight it stays out of service (and
+ * its status non-zero) until the I/O is over, which it tells us from the loop. */
+static void device_reset(struct virtio_dev *d)
+{
+    d->resetting = false;
+    if (d->ops->reset)
+        d->ops->reset(d);
+    if (!d->resetting)
+        finish_reset(d);
 }
 
 static bool features_ok(const struct virtio_dev *d)
@@ -183,7 +237,7 @@ static void activate(struct virtio_dev *d)
     }
     for (int i = 0; i < d->nr_queues; i++)
         if (d->vq[i].ready)
-            kick(&d->vq[i]);
+            virtq_rekick(&d->vq[i]);
 }
 
 /* Whether `bits` is one of the states reachable by adding steps in order. */
@@ -336,7 +390,7 @@ static void write_queue_notify(struct virtio_dev *d, uint32_t v)
         log_debug("%s: notify for queue %u that does not exist, ignored", d->name, v);
         return;
     }
-    kick(&d->vq[v]);
+    virtq_rekick(&d->vq[v]);
 }
 
 static uint32_t read_queue_reg(struct virtio_dev *d, uint64_t off)
@@ -490,7 +544,10 @@ static void mmio_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t
     uint32_t v;
 
     pthread_mutex_lock(&d->lock);
-    if (off >= REG_CONFIG) {
+    if (d->resetting) {
+        log_debug("%s: register %#llx written while a reset waits for I/O, ignored", d->name,
+                  (unsigned long long)off);
+    } else if (off >= REG_CONFIG) {
         if (config_access_ok(d, off - REG_CONFIG, len) && d->ops->config_write)
             d->ops->config_write(d, (uint32_t)(off - REG_CONFIG), data, len);
     } else if (len == 4 && off % 4 == 0) {
@@ -628,6 +685,35 @@ static int setup_irq(struct virtio_dev *d)
     return 0;
 }
 
+/* The eventfd that brings register callbacks' work to the loop. */
+static int setup_work(struct virtio_dev *d)
+{
+    int err;
+
+    if (!d->loop)
+        return 0;
+    d->work_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (d->work_fd < 0)
+        return log_errno("eventfd");
+    d->h_work = (struct loop_handler){.fd = d->work_fd, .fn = work_handler};
+    err = loop_add(d->loop, &d->h_work, EPOLLIN);
+    if (err) {
+        log_err("%s: loop_add: %s", d->name, strerror(-err));
+        close(d->work_fd);
+        d->work_fd = -1;
+    }
+    return err;
+}
+
+static void teardown_work(struct virtio_dev *d)
+{
+    if (d->work_fd < 0)
+        return;
+    loop_del(d->loop, &d->h_work);
+    close(d->work_fd);
+    d->work_fd = -1;
+}
+
 /* vm->vm_fd < 0 is the unit-test mode: no KVM ioeventfd/irqfd are registered, but the kick
  * and interrupt eventfds exist, QueueNotify writes reach the kick eventfds through the bus,
  * and a NULL loop leaves the kick handlers unregistered. */
@@ -658,12 +744,16 @@ int virtio_mmio_init(struct virtio_dev *d, struct vm *vm, struct loop *loop, uin
     }
     d->status = d->isr = 0;
     d->acked = 0;
-    d->broken = false;
+    d->broken = d->resetting = d->work_pending = false;
     d->device_features_sel = d->driver_features_sel = d->queue_sel = 0;
+    d->work_fd = -1;
 
-    err = setup_irq(d);
+    err = setup_work(d);
     if (err)
         goto fail_lock;
+    err = setup_irq(d);
+    if (err)
+        goto fail_work;
     for (i = 0; i < d->nr_queues; i++) {
         err = setup_queue(d, &d->vq[i]);
         if (err)
@@ -681,6 +771,8 @@ fail_queues:
     while (i-- > 0)
         teardown_queue(d, &d->vq[i]);
     teardown_irq(d);
+fail_work:
+    teardown_work(d);
 fail_lock:
     pthread_mutex_destroy(&d->lock);
     return err;
@@ -691,11 +783,13 @@ void virtio_mmio_destroy(struct virtio_dev *d)
     pthread_mutex_lock(&d->lock);
     if (d->ops->reset && (d->status & VIRTIO_STATUS_DRIVER_OK))
         d->ops->reset(d);
+    run_work(d); /* the event loop's thread: do what the reset handed over now */
     for (int i = 0; i < d->nr_queues; i++)
         if (d->vq[i].kick_fd >= 0)
             teardown_queue(d, &d->vq[i]);
     if (d->irq_fd >= 0)
         teardown_irq(d);
+    teardown_work(d);
     pthread_mutex_unlock(&d->lock);
     pthread_mutex_destroy(&d->lock);
     if (d->ops->destroy)

@@ -14,7 +14,7 @@
 #define RXQ         0
 #define TXQ         1
 #define QUEUE_MAX   256
-#define BURST       256 /* chains or frames per handler call: one queue cannot starve the loop */
+#define BURST       256 /* frames read from a backend per handler call */
 #define PENDING_MAX 64  /* frames a push backend may queue while the guest has no buffers */
 #define CONFIG_SIZE 8   /* mac[6], status (le16) */
 
@@ -372,18 +372,11 @@ bad:
     log_debug("%s: malformed transmit buffer (%u bytes) dropped", n->dev->name, c->out_len);
 }
 
-static void self_kick(struct virtq *q)
-{
-    uint64_t one = 1;
-
-    (void)!write(q->kick_fd, &one, sizeof(one));
-}
-
 static void tx_process(struct net *n, struct virtq *q)
 {
-    int r = 0, i;
+    int r = 0;
 
-    for (i = 0; i < BURST && !n->dev->broken; i++) {
+    while (!n->dev->broken) { /* the turn's budget (virtq_pop) bounds it */
         r = virtq_pop(q, &n->tx_chain);
         if (r != 1)
             break;
@@ -396,8 +389,6 @@ static void tx_process(struct net *n, struct virtq *q)
     }
     if (r < 0)
         virtio_mark_broken(n->dev, "transmit queue: malformed descriptor chain");
-    else if (i == BURST)
-        self_kick(q); /* more may be waiting: continue on the next loop iteration */
     virtio_notify_used(n->dev, q);
 }
 
@@ -410,30 +401,41 @@ static void net_config_read(struct virtio_dev *d, uint32_t offset, uint8_t *data
     memcpy(data, n->config + offset, len); /* the transport checked offset + len */
 }
 
+/* vCPU: the backend learns the guest's offloads on the loop (loop_work), before any frame. */
 static int net_activate(struct virtio_dev *d)
 {
     struct net *n = d->priv;
-    struct net_be *b = n->be;
 
     n->active = true;
     n->rx_held = false;
-    if (b->ops->set_offload && b->ops->set_offload(b, d->acked & GUEST_OFFLOADS))
-        log_debug("%s: backend refused the guest's offloads; such frames are dropped", d->name);
+    virtio_post_work(d);
     return 0; /* the transport kicks the queues next: rx starts there */
 }
 
+/* vCPU: forget the old driver's state here; the backend is told on the loop (loop_work). */
 static void net_reset(struct virtio_dev *d)
 {
     struct net *n = d->priv;
-    struct net_be *b = n->be;
 
     n->active = false;
     n->rx_held = false; /* a popped chain belongs to the old driver */
     pending_clear(n);
-    atomic_store(&b->rx_paused, true);
-    watch_backend(n, false);
-    if (b->ops->set_offload)
-        b->ops->set_offload(b, 0);
+    atomic_store(&n->be->rx_paused, true);
+    virtio_post_work(d);
+}
+
+/* Event loop, after an activation or a reset: the backend's offloads (TUNSETOFFLOAD on a TAP)
+ * and whether its descriptor is watched follow the device's state. */
+static void net_loop_work(struct virtio_dev *d)
+{
+    struct net *n = d->priv;
+    struct net_be *b = n->be;
+    uint64_t offloads = n->active ? d->acked & GUEST_OFFLOADS : 0;
+
+    if (!n->active)
+        watch_backend(n, false);
+    if (b->ops->set_offload && b->ops->set_offload(b, offloads) && offloads)
+        log_debug("%s: backend refused the guest's offloads; such frames are dropped", d->name);
 }
 
 static void net_queue_notify(struct virtio_dev *d, struct virtq *q)
@@ -469,6 +471,7 @@ static const struct virtio_dev_ops net_ops = {
         .config_read = net_config_read,
         .activate = net_activate,
         .reset = net_reset,
+        .loop_work = net_loop_work,
         .queue_notify = net_queue_notify,
         .destroy = net_destroy,
 };

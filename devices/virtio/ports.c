@@ -1,5 +1,6 @@
 /* virtio-console with MULTIPORT: `ember exec`'s stdin, stdout and stderr as three guest ports
  * (and ember-oci's agent link, ember.ctl, as a fourth: ports_ctl.c). */
+#include "clock.h"
 #include "exec_io.h"
 #include "log.h"
 #include "ports_ctl.h"
@@ -40,8 +41,8 @@ struct ports;
 
 struct out_port {
     struct ports *p;
-    int fd;
-    int tx; /* queue index */
+    struct out_stream out; /* the command's stdout or stderr (never blocks), fd -1: none */
+    int tx;                /* queue index */
     struct loop_handler h;
     bool watched;
     bool closed; /* the reader went away: output is dropped */
@@ -78,7 +79,7 @@ static int rx_queue(int port)
 
 static bool running(const struct virtio_dev *d, int q)
 {
-    return (d->status & VIRTIO_STATUS_DRIVER_OK) && !d->broken && d->vq[q].ready;
+    return virtio_queue_running(d, &d->vq[q]);
 }
 
 /* ---- control messages ---- */
@@ -139,7 +140,7 @@ static void ctl_receive(struct ports *p)
     struct virtq *q = &d->vq[CTRL_TX];
     int r;
 
-    while ((r = virtq_pop(q, &p->cchain)) == 1) {
+    while ((r = virtq_pop(q, &p->cchain)) == 1) { /* the turn bounds it */
         uint8_t m[8];
         uint32_t id;
         uint16_t event, value;
@@ -293,8 +294,9 @@ static void watch_out(struct ports *p, struct out_port *o, bool on)
     }
 }
 
-/* Write the rest of the held chain; 1 when done, 0 when the descriptor is full. */
-static int write_chain(struct out_port *o, int wait_ms)
+/* Write the rest of the held chain; 1 when done, 0 when the descriptor is full (after waiting
+ * for room until deadline, a clock_ms() value; 0: no wait). */
+static int write_chain(struct out_port *o, int64_t deadline)
 {
     size_t skip = o->done;
 
@@ -309,13 +311,15 @@ static int write_chain(struct out_port *o, int wait_ms)
         }
         while (skip < b->len) {
             ssize_t w = o->closed ? (ssize_t)(b->len - skip)
-                                  : write(o->fd, (const uint8_t *)b->host + skip, b->len - skip);
+                                  : out_stream_write(&o->out, (const uint8_t *)b->host + skip,
+                                                     b->len - skip);
 
-            if (w < 0 && errno == EINTR)
+            if (w == -EINTR)
                 continue;
-            if (w < 0 && errno == EAGAIN) {
-                struct pollfd pf = {.fd = o->fd, .events = POLLOUT};
-                if (wait_ms <= 0 || poll(&pf, 1, wait_ms) <= 0)
+            if (w == -EAGAIN) {
+                int left = deadline ? clock_ms_left(deadline) : 0;
+
+                if (left == 0 || !out_stream_wait(&o->out, left))
                     return 0;
                 continue;
             }
@@ -333,14 +337,16 @@ static int write_chain(struct out_port *o, int wait_ms)
     return 1;
 }
 
-static void pump_output(struct ports *p, struct out_port *o, int wait_ms)
+/* Write out the stream's chains: CHAIN_BUDGET at most and never waiting (deadline 0), or at
+ * exit as many as can go out before deadline. */
+static void pump_output(struct ports *p, struct out_port *o, int64_t deadline)
 {
     struct virtio_dev *d = p->d;
     struct virtq *q = &d->vq[o->tx];
     bool pushed = false;
     int r = 0;
 
-    for (int n = 0; running(d, o->tx) && (wait_ms > 0 || n < CHAIN_BUDGET); n++) {
+    for (int n = 0; running(d, o->tx) && (deadline || n < CHAIN_BUDGET); n++) {
         if (!o->held) {
             r = virtq_pop(q, &o->chain);
             if (r != 1)
@@ -348,8 +354,8 @@ static void pump_output(struct ports *p, struct out_port *o, int wait_ms)
             o->held = true;
             o->done = 0;
         }
-        if (!write_chain(o, wait_ms)) {
-            watch_out(p, o, wait_ms <= 0);
+        if (!write_chain(o, deadline)) {
+            watch_out(p, o, !deadline);
             r = 0;
             break;
         }
@@ -361,10 +367,8 @@ static void pump_output(struct ports *p, struct out_port *o, int wait_ms)
     }
     if (r < 0)
         virtio_mark_broken(d, "bad output chain");
-    else if (r == 1 && wait_ms <= 0) {
-        uint64_t one = 1; /* budget spent: come back after other work */
-        (void)!write(q->kick_fd, &one, sizeof(one));
-    }
+    else if (r == 1 && !deadline)
+        virtq_rekick(q); /* budget spent: come back after other work */
     if (pushed)
         virtio_notify_used(d, q);
 }
@@ -418,6 +422,7 @@ static void ports_queue_notify(struct virtio_dev *d, struct virtq *q)
     }
 }
 
+/* vCPU: forget the driver's state; the host descriptors leave epoll on the loop. */
 static void ports_reset(struct virtio_dev *d)
 {
     struct ports *p = d->priv;
@@ -426,10 +431,18 @@ static void ports_reset(struct virtio_dev *d)
     p->spec_sent = 0;
     p->ctl_n = 0;
     ctl_port_reset(&p->ctlp);
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 2; i++)
         p->out[i].held = false;
+    virtio_post_work(d);
+}
+
+/* Event loop, after a reset: stop watching stdin, stdout and stderr until the guest asks. */
+static void ports_loop_work(struct virtio_dev *d)
+{
+    struct ports *p = d->priv;
+
+    for (int i = 0; i < 2; i++)
         watch_out(p, &p->out[i], false);
-    }
     watch_in(p, false);
 }
 
@@ -439,7 +452,7 @@ static void ports_destroy(struct virtio_dev *d)
 
     if (!p)
         return;
-    ports_reset(d);
+    ports_loop_work(d); /* teardown runs on the event loop's thread */
     if (p->timer_fd >= 0) {
         loop_del(p->loop, &p->h_timer);
         close(p->timer_fd);
@@ -452,6 +465,7 @@ static void ports_destroy(struct virtio_dev *d)
 static const struct virtio_dev_ops ports_ops = {
         .config_read = ports_config_read,
         .reset = ports_reset,
+        .loop_work = ports_loop_work,
         .queue_notify = ports_queue_notify,
         .destroy = ports_destroy,
 };
@@ -480,16 +494,16 @@ int virtio_exec_ports_create(struct virtio_dev *d, struct exec_io *io, struct lo
     p->timer_fd = -1;
     p->nr_ports = io->ctl ? EXEC_MAX_PORTS : EXEC_PORT_CTL;
     ctl_port_init(&p->ctlp, d, io, rx_queue(EXEC_PORT_CTL), rx_queue(EXEC_PORT_CTL) + 1);
-    p->h_in = (struct loop_handler){io->in_fd, on_stdin};
+    p->h_in = (struct loop_handler){.fd = io->in_fd, .fn = on_stdin};
     for (int i = 0; i < 2; i++) {
         struct out_port *o = &p->out[i];
 
         o->p = p;
-        o->fd = i == 0 ? io->out_fd : io->err_fd;
+        o->out = i == 0 ? io->out : io->err;
         o->tx = rx_queue(i + 1) + 1;
         o->count = i == 0 ? &io->bytes_out : &io->bytes_err;
-        o->h = (struct loop_handler){o->fd, on_out};
-        o->closed = o->fd < 0;
+        o->h = (struct loop_handler){.fd = o->out.fd, .fn = on_out};
+        o->closed = o->out.fd < 0;
     }
     if (io->deadline.tv_sec) {
         struct itimerspec its = {.it_value = io->deadline};
@@ -502,7 +516,7 @@ int virtio_exec_ports_create(struct virtio_dev *d, struct exec_io *io, struct lo
             free(p);
             return err;
         }
-        p->h_timer = (struct loop_handler){p->timer_fd, on_timer};
+        p->h_timer = (struct loop_handler){.fd = p->timer_fd, .fn = on_timer};
         if (loop_add(loop, &p->h_timer, EPOLLIN) < 0) {
             int err = log_errno("exec: epoll_ctl for --timeout");
             close(p->timer_fd);
@@ -525,7 +539,7 @@ int virtio_exec_ports_create(struct virtio_dev *d, struct exec_io *io, struct lo
     return 0;
 }
 
-void exec_io_flush(struct exec_io *io, int timeout_ms)
+void exec_io_flush(struct exec_io *io, int64_t deadline)
 {
     struct virtio_dev *d = io->dev;
     struct ports *p;
@@ -534,11 +548,18 @@ void exec_io_flush(struct exec_io *io, int timeout_ms)
         return;
     pthread_mutex_lock(&d->lock);
     for (int i = 0; i < 2; i++) {
+        struct virtq *q = &d->vq[p->out[i].tx];
+
         watch_out(p, &p->out[i], false);
-        pump_output(p, &p->out[i], timeout_ms);
+        do { /* turn after turn while time is left */
+            virtq_turn_begin(q);
+            pump_output(p, &p->out[i], deadline);
+        } while (virtq_turn_spent(q) && clock_ms_left(deadline) > 0);
     }
-    if (p->nr_ports > EXEC_PORT_CTL)
-        ctl_port_receive(&p->ctlp); /* the agent's exit record, sent just before power-off */
+    if (p->nr_ports > EXEC_PORT_CTL) { /* the agent's exit record, sent before power-off */
+        virtq_turn_begin(&d->vq[p->ctlp.txq]);
+        ctl_port_receive(&p->ctlp);
+    }
     pthread_mutex_unlock(&d->lock);
 }
 

@@ -5,9 +5,7 @@
 
 #include <errno.h>
 #include <string.h>
-#include <unistd.h>
 
-#define CHAIN_BUDGET 64
 #define CHAIN_BYTES  4096 /* of one chain; the agent's lines are short */
 
 static bool running(const struct virtio_dev *d, int q)
@@ -115,13 +113,11 @@ void ctl_port_receive(struct ctl_port *c)
     struct virtq *q = &c->d->vq[c->txq];
     int r = 0;
 
-    for (int n = 0; n < CHAIN_BUDGET && running(c->d, c->txq); n++) {
+    /* virtq_pop bounds the turn and brings us back for the rest */
+    while (running(c->d, c->txq) && (r = virtq_pop(q, &c->chain)) == 1) {
         char buf[256];
         size_t off = 0, got;
 
-        r = virtq_pop(q, &c->chain);
-        if (r != 1)
-            break;
         while (off < CHAIN_BYTES &&
                (got = virtq_chain_read(&c->chain, off, buf, sizeof(buf))) > 0) {
             take(c, buf, got);
@@ -134,9 +130,5 @@ void ctl_port_receive(struct ctl_port *c)
     }
     if (r < 0)
         virtio_mark_broken(c->d, "bad ctl transmit chain");
-    else if (r == 1) {
-        uint64_t one = 1; /* budget spent: come back after other work */
-        (void)!write(q->kick_fd, &one, sizeof(one));
-    }
     virtio_notify_used(c->d, q);
 }

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "virtio 1.x rings are little-endian");
 
@@ -140,7 +141,7 @@ static int add_buf(const struct virtq *q, struct walk *w, const struct desc *d)
 }
 
 /* Walk an indirect table: its own NEXT links, no nesting, at most VIRTQ_MAX_SIZE entries. */
-static int walk_indirect(const struct virtq *q, struct walk *w, const struct desc *ind)
+static int walk_indirect(struct virtq *q, struct walk *w, const struct desc *ind)
 {
     uint32_t n = ind->len / DESC_SIZE, seen = 0;
     uint16_t i = 0;
@@ -153,7 +154,7 @@ static int walk_indirect(const struct virtq *q, struct walk *w, const struct des
         return -EINVAL;
     if (!guest_ptr(q->mem, ind->addr, ind->len))
         return -EINVAL;
-    for (;;) {
+    for (;; q->turn_descs++) {
         if (++seen > n)
             return -EINVAL; /* a loop inside the table */
         /* addr + len was proved to be in RAM, and i < n: no overflow. */
@@ -173,7 +174,7 @@ static int walk_indirect(const struct virtq *q, struct walk *w, const struct des
 }
 
 /* Copy the chain starting at head out of the descriptor table, each descriptor read once. */
-static int walk_chain(const struct virtq *q, uint16_t head, struct virtq_chain *c)
+static int walk_chain(struct virtq *q, uint16_t head, struct virtq_chain *c)
 {
     struct walk w = {.c = c};
     uint32_t seen = 0;
@@ -186,7 +187,7 @@ static int walk_chain(const struct virtq *q, uint16_t head, struct virtq_chain *
     c->out_len = c->in_len = 0;
     if (head >= q->size)
         return -EINVAL;
-    for (;;) {
+    for (;; q->turn_descs++) {
         if (++seen > q->size)
             return -EINVAL; /* more descriptors than the table holds: a loop */
         if (guest_read(q->mem, q->desc_gpa + (uint64_t)i * DESC_SIZE, &d, sizeof(d)))
@@ -204,6 +205,24 @@ static int walk_chain(const struct virtq *q, uint16_t head, struct virtq_chain *
     }
 }
 
+void virtq_turn_begin(struct virtq *q)
+{
+    q->turn_chains = q->turn_descs = 0;
+}
+
+bool virtq_turn_spent(const struct virtq *q)
+{
+    return q->turn_chains == UINT32_MAX;
+}
+
+void virtq_rekick(struct virtq *q)
+{
+    uint64_t one = 1;
+
+    if (q->kick_fd >= 0)
+        (void)!write(q->kick_fd, &one, sizeof(one));
+}
+
 int virtq_pop(struct virtq *q, struct virtq_chain *chain)
 {
     uint16_t pending, head;
@@ -211,6 +230,13 @@ int virtq_pop(struct virtq *q, struct virtq_chain *chain)
 
     if (!q->ready || virtq_check(q))
         return -EINVAL;
+    if (q->turn_chains >= VIRTQ_BUDGET || q->turn_descs >= VIRTQ_DESC_BUDGET) {
+        /* Turn over: the rest waits for a later round (a turn starts at each kick). */
+        if (q->turn_chains != UINT32_MAX)
+            virtq_rekick(q);
+        q->turn_chains = UINT32_MAX; /* kicked once per turn */
+        return VIRTQ_EMPTY;
+    }
     err = avail_pending(q, &pending);
     if (!err && pending == 0 && q->event_idx) {
         /* Going idle: ask for a kick for the next entry, then look again, so an entry the
@@ -227,6 +253,7 @@ int virtq_pop(struct virtq *q, struct virtq_chain *chain)
     if (guest_read(q->mem, q->avail_gpa + RING_ENTRIES_OFF + 2ULL * (q->last_avail % q->size),
                    &head, sizeof(head)))
         return -EINVAL;
+    q->turn_chains++;
     err = walk_chain(q, head, chain);
     if (err)
         return err;
@@ -287,6 +314,7 @@ void virtq_reset(struct virtq *q)
     q->last_avail = q->used_idx = q->signalled_used = 0;
     q->signalled_valid = false;
     q->event_idx = q->indirect = false;
+    q->turn_chains = q->turn_descs = 0;
 }
 
 /* Copy between a chain's buffers of one direction and a flat host buffer: into `out` from the

@@ -61,12 +61,14 @@ static void vrng_queue_notify(struct virtio_dev *d, struct virtq *q)
     size_t turn = 0;
     int r = 0;
 
+    /* A turn ends after TURN_MAX bytes or the queue's own budget (virtq_pop). */
     while (turn < TURN_MAX && (r = virtq_pop(q, &v->chain)) == 1) {
         uint32_t written = 0;
 
         if (v->chain.in_len == 0) {
             if (!v->warned)
-                log_warn("%s: request without a writable buffer, answered empty", d->name);
+                log_guest(&d->log_limit, LOG_WARN,
+                          "%s: request without a writable buffer, answered empty", d->name);
             v->warned = true;
             d->stat_errors++;
         } else {
@@ -78,15 +80,12 @@ static void vrng_queue_notify(struct virtio_dev *d, struct virtq *q)
         }
         d->stat_requests++;
         d->stat_bytes += written;
-        turn += written + 1; /* empty answers count too */
+        turn += written;
     }
-    if (r < 0) {
+    if (r < 0)
         virtio_mark_broken(d, "bad request chain");
-    } else if (r == 1) {
-        uint64_t one = 1;
-
-        (void)!write(q->kick_fd, &one, sizeof(one)); /* turn spent: go on later */
-    }
+    else if (r == 1)
+        virtq_rekick(q); /* turn spent: go on later */
     virtio_notify_used(d, q);
 }
 

@@ -66,7 +66,7 @@ def ember_cmd(mode, image, data, seconds):
     if mode == "blk":
         cmd += ["--disk", data]
     elif mode == "slirp":
-        cmd += ["--net", "user"]
+        cmd += ["--net", "user,host-loopback=on"]  # the iperf3 server listens on 127.0.0.1
     else:
         cmd += ["--net", f"tap={TAP}"]
     return cmd + ["--", "sh", "-c", FIND.format(args=guest_args(mode, seconds))]

@@ -65,6 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fake_wr(&f, base, R_STATUS, S_DRIVER_UP);
     /* What the kick handler does (there is no loop). */
     pthread_mutex_lock(&d->lock);
+    virtq_turn_begin(&d->vq[0]);
     if (!d->broken)
         d->ops->queue_notify(d, &d->vq[0]);
     pthread_mutex_unlock(&d->lock);

@@ -37,6 +37,18 @@ QUIET_LOG(log_warn)
 QUIET_LOG(log_info)
 QUIET_LOG(log_debug)
 
+__attribute__((weak)) void log_guest(struct log_limit *lim, enum log_level level, const char *fmt,
+                                     ...)
+{
+    va_list ap;
+
+    (void)lim;
+    (void)level;
+    va_start(ap, fmt);
+    vlog(fmt, ap);
+    va_end(ap);
+}
+
 __attribute__((weak)) int log_errno(const char *what)
 {
     int err = errno;

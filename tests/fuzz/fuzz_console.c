@@ -27,10 +27,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     fake_vm_init(&f, FZ_MEM);
     if (wake < 0 || pipe2(out_pipe, O_NONBLOCK | O_CLOEXEC) ||
-        console_init(&con, CONSOLE_OFF, wake))
+        console_init(&con, CONSOLE_OFF, wake, NULL))
         abort();
     con.mode = CONSOLE_STDIO;
-    con.out_fd = out_pipe[1];
+    con.out = (struct out_stream){.fd = out_pipe[1], .kind = OUT_NONBLOCK};
     if (virtio_console_create(&dev, &con, &f.loop) ||
         virtio_mmio_init(&dev, &f.vm, &f.loop, FZ_BASE, 5))
         abort();

@@ -2,7 +2,9 @@
 --net, --env/--workdir, nothing persists, and it runs sandboxed and jailed."""
 import hashlib
 import os
+import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -62,14 +64,45 @@ def test_timeout(ember, images):
     assert time.monotonic() - t0 < 120
 
 
-def test_network_none_by_default_and_user_on_request(ember, images):
+@pytest.fixture
+def loopback_server():
+    """A TCP service on the host's 127.0.0.1 that answers every connection with a token."""
+    token = b"host-loopback-" + os.urandom(8).hex().encode()
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+
+    def serve():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            with c:
+                c.sendall(token + b"\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield srv.getsockname()[1], token
+    finally:
+        srv.close()
+
+
+def test_network_none_by_default_and_user_on_request(ember, images, loopback_server):
+    port, token = loopback_server
     script = "ip route; ip -o link | cut -d: -f2; wget -q -T 3 -O- http://10.0.2.2:9/ 2>&1; true"
     cp = exec_(ember, "--", "sh", "-c", script)
     assert cp.returncode == 0, cp
     assert b"default" not in cp.stdout and b"eth0" not in cp.stdout, cp.stdout
-    cp = exec_(ember, "--net", "user", "--", "sh", "-c", "ip route")
+    # --net user: a network, but never the host's loopback unless asked for.
+    fetch = f"ip route; nc -w 5 10.0.2.2 {port} </dev/null; true"
+    cp = exec_(ember, "--net", "user", "--", "sh", "-c", fetch)
     assert cp.returncode == 0, cp
     assert b"default via 10.0.2.2" in cp.stdout, cp.stdout
+    assert token not in cp.stdout, cp.stdout
+    cp = exec_(ember, "--net", "user,host-loopback=on", "--", "sh", "-c", fetch)
+    assert cp.returncode == 0, cp
+    assert token in cp.stdout, cp.stdout
 
 
 def test_writes_to_root_are_gone(ember, images, tmp_path):
@@ -104,3 +137,27 @@ def test_exec_runs_sandboxed_and_jailed(ember, images):
         p.kill()
     assert p.returncode == 0, err
     assert out == b"got hello\n", (out, err)
+
+
+def test_stdout_socket_not_read_does_not_stop_the_timeout(ember, images):
+    """stdout a socket nobody reads while the command writes 50 MB: ember wrote to it with a
+    blocking write(), so the event loop stopped and --timeout never fired. Now the time limit
+    ends it: 124, on time (plus the exit's flush deadline for the stuck reader)."""
+    import socket
+    a, b = socket.socketpair()
+    t = time.monotonic()
+    p = subprocess.Popen([str(ember), "exec", "--timeout", "40", "--", "head", "-c", "50000000",
+                          "/dev/zero"], stdin=subprocess.DEVNULL, stdout=a, stderr=subprocess.PIPE)
+    a.close()
+    try:
+        try:
+            code = p.wait(timeout=150)
+        except subprocess.TimeoutExpired:
+            code = "still running after 150 s"
+        took = time.monotonic() - t
+    finally:
+        p.kill()
+        p.wait()
+        b.close()
+    print(f"ember exec --timeout 40, stdout a socket nobody reads: exit {code} after {took:.1f} s")
+    assert code == EXIT_TIMEOUT and took < 40 + 5 + 10, (code, took, p.stderr.read())

@@ -1,4 +1,5 @@
-"""virtio-net: user networking (libslirp: DHCP, guest->host HTTP, hostfwd) and a TAP in a netns.
+"""virtio-net: user networking (libslirp: DHCP, the host's loopback out of reach unless
+host-loopback=on, hostfwd) and a TAP in a netns.
 
 All traffic stays on the test host's loopback or inside a network namespace the test creates.
 Boots are few (one per backend): each test function checks one part of a shared boot.
@@ -104,12 +105,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-# ---- user networking (libslirp): one boot ----
+# ---- user networking (libslirp): two boots ----
 
 @pytest.fixture(scope="module")
-def slirp_boot(ember, images, tmp_path_factory):
-    """Boot once with --net user and a hostfwd rule; the guest gets a lease, fetches a page
-    from the test's HTTP server on 127.0.0.1 through 10.0.2.2, then serves one connection."""
+def http_server(tmp_path_factory):
+    """An HTTP server on the host's loopback only (127.0.0.1), serving one page."""
     root = tmp_path_factory.mktemp("www")
     token = secrets.token_hex(16)
     (root / "hello.txt").write_text(f"ember-page-{token}\n")
@@ -117,11 +117,28 @@ def slirp_boot(ember, images, tmp_path_factory):
     handler.log_message = lambda *a: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    http_port = server.server_address[1]
+    try:
+        yield {"port": server.server_address[1], "token": token}
+    finally:
+        server.shutdown()
+
+
+def fetch_script(port):
+    """Guest: get a lease, then try the host's loopback server through 10.0.2.2."""
+    return ("ip link set lo up; ip link set eth0 up; " + DHCP_SCRIPT + "; "
+            "udhcpc -i eth0 -q -n -t 5 -T 2 -s /tmp/dhcp || exit 3; ip addr show eth0; "
+            f"if wget -q -O - http://10.0.2.2:{port}/hello.txt; then echo LOOPBACK-REACHED; "
+            "else echo LOOPBACK-REFUSED; fi; ")
+
+
+@pytest.fixture(scope="module")
+def slirp_boot(ember, images, http_server):
+    """--net user as it comes (the host's loopback out of reach) with a hostfwd rule: the guest
+    gets a lease, tries the test's HTTP server on 127.0.0.1 through 10.0.2.2, then serves one
+    connection on its forwarded port."""
+    token = http_server["token"]
     host_port = free_port()
-    script = ("ip link set lo up; ip link set eth0 up; " + DHCP_SCRIPT + "; "
-              "udhcpc -i eth0 -q -n -t 5 -T 2 -s /tmp/dhcp || exit 3; ip addr show eth0; "
-              f"wget -q -O - http://10.0.2.2:{http_port}/hello.txt || exit 4; echo FWD-READY; "
+    script = (fetch_script(http_server["port"]) + "echo FWD-READY; "
               f"nc -l -p {GUEST_PORT} -e echo hello-from-guest-{token} || exit 5; echo GUEST-DONE")
     g = Guest(boot_args(ember, images, f"user,hostfwd=tcp:127.0.0.1:{host_port}-:{GUEST_PORT}",
                         script))
@@ -133,7 +150,6 @@ def slirp_boot(ember, images, tmp_path_factory):
         yield result
     finally:
         g.kill()
-        server.shutdown()
 
 
 def connect_and_read(port, want, timeout=60):
@@ -165,9 +181,22 @@ def test_user_dhcp_lease(slirp_boot):
     assert re.search(r"inet 10\.0\.2\.15/24", text), g
 
 
-def test_user_guest_fetches_from_host_loopback(slirp_boot):
+def test_user_default_cannot_reach_host_loopback(slirp_boot):
     g = slirp_boot["guest"]
-    assert f"ember-page-{slirp_boot['token']}" in g.out, g
+    assert "LOOPBACK-REFUSED" in g.out, g
+    assert f"ember-page-{slirp_boot['token']}" not in g.out, g
+
+
+def test_user_host_loopback_on_reaches_host_loopback(ember, images, http_server):
+    g = Guest(boot_args(ember, images, "user,host-loopback=on",
+                        fetch_script(http_server["port"]) + "echo GUEST-DONE"))
+    try:
+        g.wait_for("^GUEST-DONE$", timeout=180)
+        assert g.finish(timeout=120) == 0, g
+    finally:
+        g.kill()
+    assert f"ember-page-{http_server['token']}" in g.out, g
+    assert "LOOPBACK-REACHED" in g.out, g
 
 
 def test_user_hostfwd_reaches_guest_server(slirp_boot):

@@ -1,7 +1,10 @@
 """The sandbox (on by default) and the jail: capabilities, no-new-privs, seccomp on every
 thread, descriptors, a forbidden call named with code 123, jail root, uid, namespaces."""
+import fcntl
 import os
 import pathlib
+import select
+import signal
 import subprocess
 import time
 
@@ -113,6 +116,22 @@ def test_forbidden_syscall_is_named_and_exits_123(images, where):
     assert f"forbidden system call: execve (number 59) on the {thread} thread" in err, err
 
 
+def test_forbidden_io_uring_opcode_is_refused(tiny, tmp_path):
+    """seccomp does not see io_uring's operations: a disk's ring itself must refuse any opcode
+    virtio-blk does not use. A test-build hook submits an openat on the real ring."""
+    if not SELFTEST.exists():
+        pytest.fail(f"{SELFTEST} is missing: meson setup build-selftest -Dsandbox_selftest=true "
+                    "&& meson compile -C build-selftest", pytrace=False)
+    disk = tmp_path / "d.img"
+    disk.write_bytes(b"\0" * 65536)
+    env = dict(os.environ, EMBER_SELFTEST_FORBIDDEN="uring")
+    cp = subprocess.run([str(SELFTEST), "run", "--disk", str(disk), "--kernel", str(tiny("hello"))],
+                        capture_output=True, env=env, timeout=60, stdin=subprocess.DEVNULL)
+    err = cp.stderr.decode(errors="replace")
+    assert "selftest: io_uring openat refused: Permission denied" in err, err
+    assert cp.returncode == 0, (cp.returncode, err)
+
+
 def test_jail(ember, images, tmp_path):
     jail = tmp_path / "jail"
     jail.mkdir()
@@ -165,3 +184,123 @@ def test_jail_refuses_missing_namespace_unless_told(ember, images, tmp_path):
                         timeout=240, stdin=subprocess.DEVNULL)
     assert cp.returncode == 0, cp.stderr.decode()
     assert b"going on without it" in cp.stderr
+
+
+# ---- the jail trusts nothing it is given (tiny guests: any /dev/kvm) ----
+
+def jail_run(ember, tiny, jail, guest="hello"):
+    return subprocess.run([str(ember), "run", "--jail", str(jail), "--kernel", str(tiny(guest))],
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+
+
+@pytest.mark.parametrize("owner,mode,says", [
+    (65534, 0o755, "owned by uid 65534"),
+    (0, 0o777, "writable by its group or others (mode 777)"),
+    (0, 0o775, "writable by its group or others (mode 775)"),
+    (0, 0o1777, "writable by its group or others (mode 777)"),
+])
+def test_jail_refuses_a_directory_others_could_write(ember, tiny, tmp_path, owner, mode, says):
+    jail = tmp_path / "jail"
+    jail.mkdir()
+    os.chown(jail, owner, owner)
+    os.chmod(jail, mode)
+    cp = jail_run(ember, tiny, jail)
+    err = cp.stderr.decode(errors="replace")
+    assert cp.returncode == 126, (cp.returncode, err)
+    assert says in err and str(jail) in err, err
+    assert list(jail.iterdir()) == []
+
+
+@pytest.mark.parametrize("plant", ["file-symlink", "dir-symlink", "foreign-dir"])
+def test_jail_creates_nothing_through_a_symlink(ember, tiny, tmp_path, plant):
+    """What is already in DIR is not followed: a symlink where ember puts /kernel or /dev
+    (dangling, or to a directory elsewhere), or a directory someone else owns and may fill
+    with symlinks. Nothing is created outside DIR; ember refuses and names the path."""
+    jail, victim = tmp_path / "jail", tmp_path / "victim"
+    jail.mkdir()
+    if plant == "file-symlink":
+        os.symlink(victim, jail / "kernel")  # dangling: O_CREAT would make the victim
+    elif plant == "dir-symlink":
+        victim.mkdir()
+        os.symlink(victim, jail / "dev")
+    else:
+        (jail / "dev").mkdir()
+        os.chown(jail / "dev", 65534, 65534)
+    cp = jail_run(ember, tiny, jail)
+    err = cp.stderr.decode(errors="replace")
+    assert cp.returncode == 126, (cp.returncode, err)
+    assert ("symlink" in err or "owned by uid 65534" in err) and str(jail) in err, err
+    if plant == "file-symlink":
+        assert not victim.exists()
+    elif plant == "dir-symlink":
+        assert list(victim.iterdir()) == []
+
+
+def test_jail_leaves_what_was_there_and_no_way_out(ember, tiny, tmp_path):
+    """Files that were in DIR stay as they were (ember removes only what it made), and the
+    jailed ember keeps no descriptor of DIR: from one, openat would reach the host's files."""
+    jail = tmp_path / "jail"
+    jail.mkdir()
+    (jail / "notes.txt").write_text("mine")
+    (jail / "kernel").write_text("")  # an empty file to mount on, already there
+    p = subprocess.Popen([str(ember), "run", "--jail", str(jail), "--kernel", str(tiny("idle"))],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert b"tiny-guest: idle" in p.stdout.readline()
+        child = descendants(p.pid)[1]
+        links = [os.readlink(f"/proc/{child}/fd/{fd}") for fd in os.listdir(f"/proc/{child}/fd")]
+        assert not [t for t in links if t.startswith(str(tmp_path))], links
+        p.terminate()
+        assert p.wait(timeout=60) == 143
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert sorted(x.name for x in jail.iterdir()) == ["kernel", "notes.txt"]
+    assert (jail / "notes.txt").read_text() == "mine"
+
+
+EXIT_FLUSH_S = 5  # run.c: what is left to write at exit gets this long in all
+
+
+def test_jailed_console_never_blocks_the_loop(ember, tiny, tmp_path):
+    """Jailed, stdout a pipe whose reader is stuck while the guest floods its console: after
+    pivot_root there is no /proc to reopen stdout non-blocking, and a blocking write() held
+    the event loop, so the supervisor's relayed SIGTERM was never read. stdout is now opened
+    before the jail: SIGTERM ends ember (143) within the exit's flush deadline and 2 s."""
+    if os.geteuid() != 0:
+        pytest.skip("the jail needs root")
+    jail = tmp_path / "jail"
+    jail.mkdir()
+    disk = tmp_path / "disk.img"
+    with open(disk, "wb") as f:
+        f.truncate(1 << 20)
+    r, w = os.pipe()
+    fcntl.fcntl(w, 1031, 4096)  # F_SETPIPE_SZ: fills at once
+    p = subprocess.Popen([str(ember), "run", "--jail", str(jail), "--memory", "64M",
+                          "--console", "virtio", "--kernel", str(tiny("hostile_flood")),
+                          "--disk", str(disk)],
+                         stdin=subprocess.DEVNULL, stdout=w, stderr=subprocess.PIPE)
+    os.close(w)
+    try:
+        # Read stdout until the flood begins, then never again: the pipe and the console's
+        # ring fill up at once.
+        seen, deadline = b"", time.monotonic() + 300
+        while b"FLOOD-BEGIN" not in seen:
+            assert time.monotonic() < deadline and p.poll() is None, (seen[-2000:], p.poll())
+            if select.select([r], [], [], 1)[0]:
+                seen += os.read(r, 4096)
+        time.sleep(3)
+        assert p.poll() is None, p.stderr.read()
+        t = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        try:
+            code = p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            code = "still running 60 s after SIGTERM"
+        took = time.monotonic() - t
+    finally:
+        p.kill()
+        p.wait()
+        os.close(r)
+    print(f"jailed, stdout stuck, console flooded: SIGTERM -> exit {code} in {took:.2f} s")
+    assert code == 143 and took < EXIT_FLUSH_S + 2, (code, took, p.stderr.read())

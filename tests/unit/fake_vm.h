@@ -2,6 +2,8 @@
 #ifndef EMBER_FAKE_VM_H
 #define EMBER_FAKE_VM_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -85,5 +87,27 @@ uint16_t fake_used_idx(const struct fake_queue *q);
 /* Used element i (mod size): the chain's head and the length the device wrote. */
 void fake_used_elem(const struct fake_queue *q, uint16_t i, uint32_t *id, uint32_t *len);
 uint32_t fake_used_len(const struct fake_queue *q, uint16_t i);
+
+/* A guest that makes one chain available again and again on its own thread, as fast as it can
+ * (the ring kept as full as the rules allow), until fake_repost_stop: a device whose handler
+ * has no budget never returns from it. */
+struct fake_repost {
+    struct fake_queue *q;
+    uint16_t head;
+    atomic_int stop;
+    atomic_ullong posted;
+    pthread_t thread;
+};
+/* Start reposting head (a chain added with fake_queue_add and published) on q. */
+void fake_repost_start(struct fake_repost *r, struct fake_queue *q, uint16_t head);
+void fake_repost_stop(struct fake_repost *r);
+/* One round of the event loop must come back within `seconds` (else the process fails with a
+ * message naming `what`: a handler kept the loop to itself). */
+int fake_vm_run_bounded(struct fake_vm *f, int seconds, const char *what);
+/* The "same head forever" flood: head (added and published) is reposted on q from another
+ * thread while the loop runs `rounds` rounds, each kicked and each bounded as above. Returns
+ * the most chains one round answered (the used index's move). */
+unsigned fake_repost_flood(struct fake_vm *f, struct fake_queue *q, uint16_t head, int rounds,
+                           const char *what);
 
 #endif

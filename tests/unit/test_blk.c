@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -127,6 +128,7 @@ static void kick(void)
     }
     /* The synchronous device has no loop: play the kick handler's part. */
     pthread_mutex_lock(&cur->lock);
+    virtq_turn_begin(&cur->vq[0]);
     if (!cur->broken)
         cur->ops->queue_notify(cur, &cur->vq[0]);
     pthread_mutex_unlock(&cur->lock);
@@ -613,7 +615,10 @@ static void test_more_chains_than_slots(void)
     }
     fake_queue_publish(&gq);
     pthread_mutex_lock(&dev.lock);
-    dev.ops->queue_notify(&dev, &dev.vq[0]); /* all QSIZE slots taken */
+    for (int i = 0; i < QSIZE / VIRTQ_BUDGET; i++) { /* all QSIZE slots taken, a turn a budget */
+        virtq_turn_begin(&dev.vq[0]);
+        dev.ops->queue_notify(&dev, &dev.vq[0]);
+    }
     pthread_mutex_unlock(&dev.lock);
     /* The same heads once more, before any completion was reaped. */
     for (int i = 0; i < QSIZE; i++) {
@@ -624,6 +629,7 @@ static void test_more_chains_than_slots(void)
     }
     fake_queue_publish(&gq);
     pthread_mutex_lock(&dev.lock);
+    virtq_turn_begin(&dev.vq[0]);
     dev.ops->queue_notify(&dev, &dev.vq[0]); /* no slot free: nothing taken */
     pthread_mutex_unlock(&dev.lock);
     CHECK_EQ(dev.vq[0].last_avail, QSIZE);
@@ -633,7 +639,9 @@ static void test_more_chains_than_slots(void)
         CHECK_EQ(status_at(i), ST_OK);
 }
 
-/* A reset with requests in flight: they finish, but no chain from before is ever returned. */
+/* A reset with requests in flight completes on the event loop once they are over: until then
+ * the device is out of service (status does not read 0, writes are ignored), no chain from
+ * before is ever returned, and the vCPU that wrote the register never waits. */
 static void test_reset_in_flight(void)
 {
     const int n = 32;
@@ -649,15 +657,141 @@ static void test_reset_in_flight(void)
     }
     fake_queue_publish(&gq);
     wr(R_NOTIFY, 0);
-    CHECK_EQ(loop_run_once(&fv.loop, 100), 0); /* the kick: requests submitted */
-    wr(R_STATUS, 0);                           /* reset: waits for them */
+    CHECK_EQ(loop_run_once(&fv.loop, 100), 0); /* the kick: requests submitted, not reaped */
+    wr(R_STATUS, 0);                           /* reset: returns at once */
+    CHECK_EQ(rd(R_STATUS), S_DRIVER_UP);       /* not done: I/O in flight */
+    wr(R_STATUS, S_ACK);                       /* ignored meanwhile */
+    CHECK_EQ(rd(R_STATUS), S_DRIVER_UP);
     memset(guest_ptr(&fv.vm.mem, USED_GPA, 4 + 8 * QSIZE + 2), 0, 4 + 8 * QSIZE + 2);
-    for (int i = 0; i < 20; i++)
+    for (int i = 0; i < 100 && rd(R_STATUS) != 0; i++)
+        CHECK_EQ(loop_run_once(&fv.loop, 10), 0);
+    CHECK_EQ(rd(R_STATUS), 0); /* done on the loop */
+    for (int i = 0; i < 5; i++)
         CHECK_EQ(loop_run_once(&fv.loop, 5), 0);
     CHECK_EQ(used_idx(), 0);
     /* The device works after the reset. */
     driver_up(&dev, F_V1 | F_FLUSH);
     CHECK_EQ(rw(T_IN, 0, BACK_GPA, 4096), ST_OK);
+}
+
+/* A guest that reposts the same head forever, a request answered at once (unknown type): every
+ * round of the loop comes back, having taken at most VIRTQ_BUDGET chains. */
+static void test_same_head_forever(void)
+{
+    struct seg s[2] = {{HDR_GPA, 16, false}, {STATUS_GPA, 1, true}};
+    uint64_t req0;
+    unsigned most;
+    uint16_t head;
+
+    driver_up(&dev, F_V1 | F_FLUSH);
+    put_header(0, 0xff, 0);
+    head = add_chain(s, 2);
+    fake_queue_publish(&gq);
+    req0 = dev.stat_requests;
+    most = fake_repost_flood(&fv, &gq, head, 20, "virtio-blk, the same head forever");
+    CHECK(most > 0 && most <= VIRTQ_BUDGET);
+    CHECK(dev.stat_requests - req0 >= 20);
+    CHECK(!dev.broken);
+    CHECK_EQ(status_at(0), ST_UNSUPP);
+}
+
+/* Whether fn() returned within `seconds` in a child process, with the value `want`: a call that
+ * blocks (an open of a FIFO waits for a writer) fails the test instead of hanging it. */
+static bool returns_within(int seconds, int (*fn)(void), int want)
+{
+    int st;
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        signal(SIGALRM, SIG_DFL);
+        alarm((unsigned)seconds);
+        _exit(fn() == want ? 0 : 1);
+    }
+    return pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+static char fifo_path[80], dir_path[80];
+
+static int change_to_fifo(void)
+{
+    return virtio_blk_change(&dev, fifo_path, 1);
+}
+
+static int change_to_dir(void)
+{
+    return virtio_blk_change(&dev, dir_path, 0);
+}
+
+/* A second disk image, every byte 0x5a; its path in `path`. */
+static void make_other_disk(char *path, size_t n)
+{
+    uint8_t buf[4096];
+    int fd;
+
+    snprintf(path, n, "/tmp/ember-test-blk2-XXXXXX");
+    fd = mkstemp(path);
+    CHECK(fd >= 0);
+    memset(buf, 0x5a, sizeof(buf));
+    for (int i = 0; i < DISK_SECTORS / 8; i++)
+        CHECK_EQ(pwrite(fd, buf, sizeof(buf), (off_t)i * 4096), (ssize_t)sizeof(buf));
+    close(fd);
+}
+
+/* blockdev-change-medium while requests are in flight: they complete (from the old file, with
+ * status OK), the queue goes on with the new file, and nobody waits for the I/O. */
+static void test_change_medium_in_flight(void)
+{
+    const int n = 16;
+    char other[64];
+
+    make_other_disk(other, sizeof(other));
+    driver_up(&dev, F_V1 | F_FLUSH);
+    for (int i = 0; i < n; i++) {
+        struct seg s[3] = {{HDR_GPA + 16ULL * i, 16, false},
+                           {BACK_GPA + 4096ULL * i, 4096, true},
+                           {STATUS_GPA + (uint64_t)i, 1, true}};
+
+        put_header(i, T_IN, 8ULL * i);
+        add_chain(s, 3);
+    }
+    memset(guest_ptr(&fv.vm.mem, BACK_GPA, 4096ULL * n), 0, 4096ULL * n);
+    fake_queue_publish(&gq);
+    wr(R_NOTIFY, 0);
+    CHECK_EQ(loop_run_once(&fv.loop, 100), 0); /* the kick: reads submitted, not reaped */
+    CHECK_EQ(virtio_blk_change(&dev, other, 0), 0);
+    CHECK(wait_used((uint16_t)n));
+    for (int i = 0; i < n; i++)
+        CHECK_EQ(status_at(i), ST_OK);
+    CHECK(file_equals(0, BACK_GPA, 4096ULL * n)); /* what the old file holds */
+    /* The queue goes on, on the new file. */
+    CHECK_EQ(rw(T_IN, 0, BACK_GPA, 4096), ST_OK);
+    CHECK_EQ(*(uint8_t *)guest_ptr(&fv.vm.mem, BACK_GPA + 100, 1), 0x5a);
+    CHECK_EQ(virtio_blk_change(&dev, disk_path, 0), 0); /* back for the tests after */
+    unlink(other);
+}
+
+/* blockdev-change-medium to a path that would block (a FIFO) or is no disk (a directory):
+ * refused at once, the disk unchanged. */
+static void test_change_medium_refuses_fifo(void)
+{
+    char other[64];
+
+    make_other_disk(other, sizeof(other));
+    driver_up(&dev, F_V1 | F_FLUSH);
+    CHECK_EQ(virtio_blk_change(&dev, other, 0), 0);
+    snprintf(fifo_path, sizeof(fifo_path), "%s.fifo", other);
+    snprintf(dir_path, sizeof(dir_path), "%s.dir", other);
+    CHECK_EQ(mkfifo(fifo_path, 0600), 0);
+    CHECK_EQ(mkdir(dir_path, 0700), 0);
+    CHECK(returns_within(2, change_to_fifo, -EINVAL));
+    CHECK(returns_within(2, change_to_dir, -EISDIR));
+    CHECK_EQ(rw(T_IN, 0, BACK_GPA, 4096), ST_OK);
+    CHECK_EQ(*(uint8_t *)guest_ptr(&fv.vm.mem, BACK_GPA + 100, 1), 0x5a);
+
+    CHECK_EQ(virtio_blk_change(&dev, disk_path, 0), 0); /* back for the tests after */
+    unlink(fifo_path);
+    rmdir(dir_path);
+    unlink(other);
 }
 
 /* Backend errors (here EFBIG from RLIMIT_FSIZE) give IOERR, and the device goes on. */
@@ -730,6 +864,9 @@ int main(void)
     test_batch();
     test_more_chains_than_slots();
     test_reset_in_flight();
+    test_same_head_forever();
+    test_change_medium_in_flight();
+    test_change_medium_refuses_fifo();
     test_backend_error();
     test_read_write(&syncdev);
     test_discard_write_zeroes(&syncdev);

@@ -1,6 +1,8 @@
-/* Unit tests for `ember run` flag parsing: sizes, ranges, guest arguments, errors. */
+/* Unit tests for `ember run` and `ember exec` flag parsing: sizes, ranges, guest arguments,
+ * errors. */
 #include "check.h"
 #include "config.h"
+#include "exec.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -14,6 +16,34 @@ static int parse(struct vm_config *cfg, char **argv)
         argc++;
     config_defaults(cfg);
     return cli_parse_run(argc, argv, cfg);
+}
+
+/* `ember exec --net VALUE -- true`: the parser's result, and the exec config it filled. */
+static int parse_exec_net(const char *value, struct exec_config *x)
+{
+    char *argv[] = {"exec", "--net", (char *)value, "--", "true", NULL};
+
+    memset(x, 0, sizeof(*x));
+    config_defaults(&x->vm);
+    return cli_parse_exec(5, argv, x);
+}
+
+/* exec's --net user takes run's options; the host's loopback stays out unless asked for. */
+static void test_exec_net(void)
+{
+    struct exec_config x;
+
+    CHECK_EQ(parse_exec_net("none", &x), 0);
+    CHECK_EQ(x.net_user, 0);
+    CHECK_EQ(parse_exec_net("user", &x), 0);
+    CHECK_EQ(x.net_user, 1);
+    CHECK_EQ(x.net.backend, NET_USER);
+    CHECK_EQ(x.net.host_loopback, 0);
+    CHECK_EQ(parse_exec_net("user,host-loopback=on", &x), 0);
+    CHECK_EQ(x.net.host_loopback, 1);
+    CHECK_EQ(parse_exec_net("tap=tap0", &x), -EINVAL);
+    CHECK_EQ(parse_exec_net("username", &x), -EINVAL);
+    CHECK_EQ(parse_exec_net("user,bogus", &x), -EINVAL);
 }
 
 int main(void)
@@ -99,6 +129,13 @@ int main(void)
 
         CHECK_EQ(parse_net("user", &n), 0);
         CHECK_EQ(n.backend, NET_USER);
+        CHECK_EQ(n.host_loopback, 0); /* the guest does not reach the host's loopback */
+        CHECK_EQ(parse_net("user,host-loopback=on", &n), 0);
+        CHECK_EQ(n.host_loopback, 1);
+        CHECK_EQ(parse_net("user,host-loopback=on,host-loopback=off", &n), 0);
+        CHECK_EQ(n.host_loopback, 0);
+        CHECK_EQ(parse_net("user,host-loopback=yes", &n), -EINVAL);
+        CHECK_EQ(parse_net("tap=tap0,host-loopback=on", &n), -EINVAL);
         CHECK_EQ(parse_net("user,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp::2222-:22", &n), 0);
         CHECK_EQ(n.nr_fwd, 2);
         CHECK_EQ(n.fwd[0].host_port, 8080);
@@ -121,5 +158,6 @@ int main(void)
         CHECK_EQ(parse_net("tap-fd=x", &n), -EINVAL);
         CHECK_EQ(parse_net("vde", &n), -EINVAL);
     }
+    test_exec_net();
     return check_done("cli");
 }

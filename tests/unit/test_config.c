@@ -25,7 +25,8 @@ int main(void)
     CHECK_EQ(apply(&cfg,
                    "{\"kernel\": \"k\", \"cpus\": 2, \"memory\": \"1G\", \"hugepages\": true,"
                    " \"console\": \"virtio\", \"disk\": [\"a.img,ro,id=root\", \"b.img\"],"
-                   " \"net\": \"user,hostfwd=tcp::8080-:80\", \"args\": [\"sh\", \"-c\", \"x\"]}",
+                   " \"net\": \"user,hostfwd=tcp::8080-:80,host-loopback=on\","
+                   " \"args\": [\"sh\", \"-c\", \"x\"]}",
                    NULL, err),
              0);
     CHECK(strcmp(cfg.kernel, "k") == 0);
@@ -38,6 +39,7 @@ int main(void)
     CHECK(strcmp(cfg.disk[0].id, "root") == 0);
     CHECK_EQ(cfg.nr_nets, 1);
     CHECK_EQ(cfg.net[0].nr_fwd, 1);
+    CHECK_EQ(cfg.net[0].host_loopback, 1);
     CHECK_EQ(cfg.nr_init_args, 3);
     CHECK(strcmp(cfg.init_args[2], "x") == 0);
 
@@ -80,6 +82,7 @@ int main(void)
         CHECK_EQ(again.nr_disks, 1);
         CHECK_EQ(again.nr_nets, 1);
         CHECK_EQ(again.net[0].fwd[0].host_port, 8080);
+        CHECK_EQ(again.net[0].host_loopback, 1);
         CHECK_EQ(again.nr_init_args, 3);
         json_object_put(out);
         config_free(&again);

@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 static int dispatched;
+static struct qmp_server *event_server; /* where "event" broadcasts */
+#define EVENT_REQ "{\"execute\":\"event\",\"id\":1}\n"
 
 /* Commands of the test: "echo" returns its arguments, "wait" defers, "fail" errors. */
 static enum qmp_result dispatch(void *opaque, struct qmp_request *req)
@@ -29,6 +31,10 @@ static enum qmp_result dispatch(void *opaque, struct qmp_request *req)
         return qmp_defer(req, "wait");
     if (strcmp(req->name, "fail") == 0)
         return qmp_error(req, NULL, "it failed: %d", 42);
+    if (strcmp(req->name, "event") == 0) { /* like stop, cont, system_powerdown */
+        qmp_event(event_server, "TEST", NULL);
+        return QMP_OK;
+    }
     return qmp_error(req, "CommandNotFound", "The command %s has not been found", req->name);
 }
 
@@ -320,11 +326,83 @@ static void test_socket(void)
     rmdir(dir);
 }
 
+/* A client connected to path, negotiated (greeting and reply read). */
+static int client(const char *path, struct loop *loop)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char buf[4096];
+    size_t got = 0;
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    CHECK_EQ(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    CHECK(write(fd, "{\"execute\":\"qmp_capabilities\"}\n", 31) == 31);
+    for (int i = 0; i < 50 && !memmem(buf, got, "return", 6); i++) {
+        ssize_t r;
+
+        loop_run_once(loop, 20);
+        r = recv(fd, buf + got, sizeof(buf) - got, MSG_DONTWAIT);
+        if (r > 0)
+            got += (size_t)r;
+    }
+    CHECK(memmem(buf, got, "return", 6) != NULL);
+    return fd;
+}
+
+/* One epoll batch holds a command that broadcasts an event (from client a) and the hang-up
+ * of client b: the broadcast finds b gone and drops it while b's own event is still in the
+ * batch. b must be freed only after the batch (ASan reports the use after free otherwise),
+ * and nothing may go wrong in either order. */
+static void test_event_and_hangup_in_one_batch(void)
+{
+    char dir[] = "/tmp/ember-qmp-XXXXXX", path[64];
+    struct qmp_server *s = server();
+    struct loop loop;
+
+    event_server = s;
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof(path), "%s/api.sock", dir);
+    CHECK_EQ(loop_init(&loop), 0);
+    CHECK_EQ(qmp_server_listen(s, path, &loop), 0);
+    for (int round = 0; round < 20; round++) {
+        int a = client(path, &loop), b = client(path, &loop);
+        char buf[4096];
+        ssize_t n;
+
+        CHECK_EQ(qmp_server_clients(s), 2);
+        for (int i = 0; i < 3; i++) /* epoll's ready list holds nothing from before */
+            loop_run_once(&loop, 0);
+        if (round % 2) { /* a's request first in the batch, then b's hang-up */
+            CHECK(write(a, EVENT_REQ, sizeof(EVENT_REQ) - 1) == sizeof(EVENT_REQ) - 1);
+            close(b);
+        } else {
+            close(b);
+            CHECK(write(a, EVENT_REQ, sizeof(EVENT_REQ) - 1) == sizeof(EVENT_REQ) - 1);
+        }
+        usleep(1000);
+        CHECK_EQ(loop_run_once(&loop, 100), 0);
+        for (int i = 0; i < 5; i++)
+            loop_run_once(&loop, 10);
+        CHECK_EQ(qmp_server_clients(s), 1);
+        n = recv(a, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+        CHECK(n > 0 && memmem(buf, (size_t)n, "\"TEST\"", 6) &&
+              memmem(buf, (size_t)n, "\"id\"", 4));
+        close(a);
+        for (int i = 0; i < 5 && qmp_server_clients(s); i++)
+            loop_run_once(&loop, 10);
+        CHECK_EQ(qmp_server_clients(s), 0);
+    }
+    qmp_server_free(s, 0);
+    loop_close(&loop);
+    rmdir(dir);
+}
+
 int main(void)
 {
     test_negotiation();
     test_errors_and_framing();
     test_deferred_and_output_bound();
     test_socket();
+    test_event_and_hangup_in_one_batch();
     return check_done("qmp");
 }

@@ -1,11 +1,14 @@
 /* Unit tests for virtio-rng without KVM: requests are filled, bounded, read-only ones refused. */
 #include "check.h"
+#include "clock.h"
 #include "fake_vm.h"
+#include "log.h"
 #include "layout.h"
 #include "virtio_devices.h"
 #include "vm.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -194,6 +197,62 @@ static void test_hostile(void)
     run_loop(1);
 }
 
+/* The same head forever, a request for one byte: every round takes at most VIRTQ_BUDGET. */
+static void test_same_head_forever(void)
+{
+    struct fake_buf one = {DATA_GPA, 1, F_WRITE};
+    unsigned most;
+
+    driver_up();
+    most = fake_repost_flood(&fv, &gq, fake_queue_post(&gq, &one, 1), 20,
+                             "virtio-rng, the same head forever");
+    CHECK(most > 0 && most <= VIRTQ_BUDGET);
+    CHECK(!dev.broken);
+}
+
+/* Count the lines of file that hold text. */
+static int lines_with(FILE *f, const char *text)
+{
+    char line[512];
+    int n = 0;
+
+    rewind(f);
+    while (fgets(line, sizeof(line), f))
+        n += strstr(line, text) != NULL;
+    return n;
+}
+
+/* Reset, a bad chain, NEEDS_RESET, again and again: the warning a guest causes each time is
+ * printed a few times, the rest only counted (query-metrics: guest-log-suppressed). */
+static void test_broken_again_and_again_is_not_a_log_flood(void)
+{
+    struct fake_buf outside[1] = {{MMIO_HOLE_START - 16, 64, F_WRITE}};
+    FILE *log = tmpfile();
+    int saved = dup(STDERR_FILENO), printed, rounds = 500;
+    uint64_t suppressed0 = log_guest_suppressed(&dev.log_limit);
+    int64_t start = clock_ms();
+
+    CHECK(log && saved >= 0);
+    fflush(stderr);
+    dup2(fileno(log), STDERR_FILENO);
+    for (int i = 0; i < rounds; i++) {
+        driver_up();
+        post(outside, 1);
+        wr(R_NOTIFY, 0);
+        run_loop(1);
+        CHECK(dev.broken);
+    }
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    printed = lines_with(log, "device needs a reset");
+    CHECK(printed >= 1);
+    CHECK(printed <= LOG_GUEST_BURST + 1 + (int)((clock_ms() - start) / 1000));
+    CHECK_EQ(log_guest_suppressed(&dev.log_limit) - suppressed0, (uint64_t)(rounds - printed));
+    CHECK(log_guest_suppressed(NULL) >= log_guest_suppressed(&dev.log_limit));
+    fclose(log);
+    driver_up();
+}
+
 int main(void)
 {
     fake_vm_init(&fv, 16ULL << 20);
@@ -205,6 +264,8 @@ int main(void)
     test_read_only();
     test_many();
     test_hostile();
+    test_same_head_forever();
+    test_broken_again_and_again_is_not_a_log_flood();
 
     virtio_mmio_destroy(&dev);
     CHECK(dev.priv == NULL);

@@ -107,13 +107,15 @@ static int run_ember(struct oci_launch *l, pid_t monitor, int exit_fd)
     if (getppid() != monitor)
         return 255;
     io = (struct exec_io){.in_fd = STDIN_FILENO,
+                          .out.fd = -1,
+                          .err.fd = -1,
                           .ready_fd = l->ready_fd,
                           .exit_fd = exit_fd,
                           .ctl = 1,
                           .fail_code = 255,
                           .tty = l->console_slave >= 0};
-    io.out_fd = exec_open_stream(STDOUT_FILENO, "stdout");
-    io.err_fd = exec_open_stream(l->err_fd, "stderr");
+    exec_open_stream(&io.out, STDOUT_FILENO, "stdout");
+    exec_open_stream(&io.err, l->err_fd, "stderr");
     io.spec = l->spec->buf;
     io.spec_len = l->spec->len;
     config_defaults(&x.vm);
