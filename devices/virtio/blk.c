@@ -842,6 +842,55 @@ static void blk_destroy(struct virtio_dev *d)
     d->priv = NULL;
 }
 
+/* ---- snapshots ---- */
+
+/* Every request handed to the ring completes and goes back to the guest before the state is
+ * saved: a snapshot holds no request in flight. */
+static int blk_quiesce(struct virtio_dev *d, char *err, size_t errlen)
+{
+    struct blk *b = d->priv;
+    struct virtq *q = &d->vq[0];
+    int tries = 0;
+
+    while (b->uring && (b->inflight > 0 || b->queued > 0)) {
+        int r = io_uring_submit_and_wait(&b->ring, b->inflight > 0 ? 1 : 0);
+
+        b->queued = 0;
+        if (r < 0 && r != -EINTR && ++tries > 1000) {
+            snprintf(err, errlen, "cannot wait for %u requests in flight: %s", b->inflight,
+                     strerror(-r));
+            return r;
+        }
+        reap(b, (d->status & VIRTIO_STATUS_DRIVER_OK) && q->ready ? q : NULL);
+    }
+    reset_progress(b); /* a reset that waited for them is over now */
+    virtio_notify_used(d, q);
+    return 0;
+}
+
+/* The disk's size as the guest knows it. */
+static void blk_save(struct virtio_dev *d, struct snap_buf *sb)
+{
+    struct blk *b = d->priv;
+
+    snap_put_u64(sb, b->sectors);
+}
+
+/* The new backing file may differ in size: the guest is told, as after a medium change. */
+static int blk_restore(struct virtio_dev *d, struct snap_reader *r, char *err, size_t errlen)
+{
+    struct blk *b = d->priv;
+    uint64_t sectors = snap_get_u64(r);
+
+    if (!snap_reader_done(r)) {
+        snprintf(err, errlen, "virtio-blk state: %s", r->bad ? "truncated" : "extra bytes");
+        return -EINVAL;
+    }
+    if (sectors != b->sectors)
+        virtio_config_changed(d);
+    return 0;
+}
+
 static const struct virtio_dev_ops blk_ops = {
         .config_read = blk_config_read,
         .activate = blk_activate,
@@ -849,6 +898,9 @@ static const struct virtio_dev_ops blk_ops = {
         .loop_work = blk_loop_work,
         .queue_notify = blk_queue_notify,
         .destroy = blk_destroy,
+        .quiesce = blk_quiesce,
+        .save = blk_save,
+        .restore = blk_restore,
 };
 
 /* ---- creation ---- */
@@ -911,8 +963,9 @@ static int setup_ring(struct blk *b, const struct disk_config *cfg)
     b->uring = true;
     b->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (b->efd < 0) {
-        log_err("--disk %s: eventfd: %s", cfg->path, strerror(errno));
-        return -errno;
+        err = -errno; /* log_err may change errno (isatty) */
+        log_err("--disk %s: eventfd: %s", cfg->path, strerror(-err));
+        return err;
     }
     err = io_uring_register_eventfd(&b->ring, b->efd);
     if (err < 0) {

@@ -3,6 +3,7 @@
 #include "virtio_devices.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@ struct vcon {
     bool tx_held;      /* tx is popped but not all written: the ring was full */
     bool port_ready;   /* the guest wrote to hvc0, so its port is set up: input is safe */
     size_t tx_written; /* bytes of tx already in the ring */
+    size_t tx_skip;    /* bytes of the next transmit chain written before a snapshot */
 };
 
 /* ---- guest output ---- */
@@ -76,7 +78,8 @@ static void tx_process(struct virtio_dev *d, struct virtq *q)
             if (r != 1)
                 break;
             v->tx_held = true;
-            v->tx_written = 0;
+            v->tx_written = v->tx_skip;
+            v->tx_skip = 0;
             port_is_ready(v);
         }
         if (!tx_write(v)) {
@@ -204,7 +207,52 @@ static void vcon_reset(struct virtio_dev *d)
 
     v->rx_held = v->tx_held = false; /* chains popped before a reset are forgotten */
     v->port_ready = false;
-    v->tx_written = 0;
+    v->tx_written = v->tx_skip = 0;
+}
+
+/* ---- snapshots: no chain held; a half-written transmit chain is written on from where it
+ * stopped when it is taken again ---- */
+
+#define TX_SKIP_MAX (1u << 30)
+
+static int vcon_quiesce(struct virtio_dev *d, char *err, size_t errlen)
+{
+    struct vcon *v = d->priv;
+
+    (void)err;
+    (void)errlen;
+    if (v->rx_held)
+        virtq_unpop(&d->vq[RX_QUEUE]);
+    if (v->tx_held) {
+        virtq_unpop(&d->vq[TX_QUEUE]);
+        v->tx_skip = v->tx_written;
+    }
+    v->rx_held = v->tx_held = false;
+    return 0;
+}
+
+static void vcon_save(struct virtio_dev *d, struct snap_buf *b)
+{
+    struct vcon *v = d->priv;
+
+    snap_put_u8(b, v->port_ready);
+    snap_put_u32(b, (uint32_t)v->tx_skip);
+}
+
+static int vcon_restore(struct virtio_dev *d, struct snap_reader *r, char *err, size_t errlen)
+{
+    struct vcon *v = d->priv;
+    uint8_t ready = snap_get_u8(r);
+    uint32_t skip = snap_get_u32(r);
+
+    if (!snap_reader_done(r) || ready > 1 || skip > TX_SKIP_MAX) {
+        snprintf(err, errlen, "virtio-console state: %s",
+                 r->bad ? "truncated" : "bad values or extra bytes");
+        return -EINVAL;
+    }
+    v->port_ready = ready;
+    v->tx_skip = skip;
+    return 0;
 }
 
 static void vcon_destroy(struct virtio_dev *d)
@@ -230,6 +278,9 @@ static const struct virtio_dev_ops vcon_ops = {
         .reset = vcon_reset,
         .queue_notify = vcon_queue_notify,
         .destroy = vcon_destroy,
+        .quiesce = vcon_quiesce,
+        .save = vcon_save,
+        .restore = vcon_restore,
 };
 
 int virtio_console_create(struct virtio_dev *d, struct console *con, struct loop *loop)

@@ -200,12 +200,12 @@ static void device_reset(struct virtio_dev *d)
         finish_reset(d);
 }
 
-static bool features_ok(const struct virtio_dev *d)
+bool virtio_features_ok(const struct virtio_dev *d)
 {
     return (d->acked & ~d->features) == 0 && (d->acked & FEATURE(VIRTIO_F_VERSION_1));
 }
 
-static void apply_features(struct virtio_dev *d)
+void virtio_apply_features(struct virtio_dev *d)
 {
     for (int i = 0; i < d->nr_queues; i++) {
         d->vq[i].event_idx = d->acked & FEATURE(VIRTIO_F_EVENT_IDX);
@@ -241,7 +241,7 @@ static void activate(struct virtio_dev *d)
 }
 
 /* Whether `bits` is one of the states reachable by adding steps in order. */
-static bool status_in_order(uint32_t bits)
+bool virtio_status_in_order(uint32_t bits)
 {
     uint32_t prefix = 0;
 
@@ -267,19 +267,19 @@ static void write_status(struct virtio_dev *d, uint32_t v)
     }
     if (v & VIRTIO_STATUS_FAILED)
         d->status |= VIRTIO_STATUS_FAILED;
-    if ((want & cur) != cur || !status_in_order(want)) {
+    if ((want & cur) != cur || !virtio_status_in_order(want)) {
         log_debug("%s: status %#x -> %#x out of order, ignored", d->name, cur, want);
         return;
     }
     added = want & ~cur;
     if (added & VIRTIO_STATUS_FEATURES_OK) {
-        if (!features_ok(d)) {
+        if (!virtio_features_ok(d)) {
             log_debug("%s: features %#llx refused (offered %#llx)", d->name,
                       (unsigned long long)d->acked, (unsigned long long)d->features);
             d->status |= want & (VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
             return;
         }
-        apply_features(d);
+        virtio_apply_features(d);
     }
     d->status |= want;
     if (added & VIRTIO_STATUS_DRIVER_OK)

@@ -467,6 +467,21 @@ static void net_destroy(struct virtio_dev *d)
     d->priv = NULL;
 }
 
+/* A snapshot holds no chain: a receive buffer taken for the next frame goes back (frames
+ * that arrive meanwhile wait in `pending`). The rest is the transport's, and a restored device
+ * starts on its new backend (a fresh slirp, a TAP) with its own MAC. */
+static int net_quiesce(struct virtio_dev *d, char *err, size_t errlen)
+{
+    struct net *n = d->priv;
+
+    (void)err;
+    (void)errlen;
+    if (n->rx_held)
+        virtq_unpop(&d->vq[RXQ]);
+    n->rx_held = false;
+    return 0;
+}
+
 static const struct virtio_dev_ops net_ops = {
         .config_read = net_config_read,
         .activate = net_activate,
@@ -474,6 +489,7 @@ static const struct virtio_dev_ops net_ops = {
         .loop_work = net_loop_work,
         .queue_notify = net_queue_notify,
         .destroy = net_destroy,
+        .quiesce = net_quiesce,
 };
 
 /* ---- creation ---- */

@@ -8,6 +8,7 @@
 #include "vm.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,7 @@ struct out_port {
     bool closed; /* the reader went away: output is dropped */
     bool held;
     size_t done; /* bytes of chain already written */
+    size_t skip; /* bytes of the next chain written before a snapshot */
     uint64_t *count;
     struct virtq_chain chain;
 };
@@ -159,6 +161,8 @@ static void ctl_receive(struct ports *p)
             } else if (event == PORT_OPEN && id == EXEC_PORT_STDIN) {
                 /* Linux drops data that reaches a port nobody has open: wait for the open. */
                 p->stdin_ready = value == 1;
+                if (p->stdin_ready && p->io->hold && p->io->on_ready)
+                    p->io->on_ready(p->io->ready_opaque); /* the guest waits for its command */
             } else if (event == PORT_OPEN && id == EXEC_PORT_CTL && p->nr_ports > EXEC_PORT_CTL) {
                 ctl_port_set_open(&p->ctlp, value == 1);
             } else {
@@ -215,6 +219,8 @@ static void pump_input(struct ports *p)
     struct virtq *q = &d->vq[rx_queue(EXEC_PORT_STDIN)];
     bool pushed = false;
 
+    if (p->io->hold)
+        return; /* a snapshot of the guest waiting for its command comes first */
     for (int n = 0; n < CHAIN_BUDGET && p->stdin_ready && running(d, rx_queue(0)); n++) {
         const struct virtq_buf *b = NULL;
         ssize_t got;
@@ -352,7 +358,8 @@ static void pump_output(struct ports *p, struct out_port *o, int64_t deadline)
             if (r != 1)
                 break;
             o->held = true;
-            o->done = 0;
+            o->done = o->skip;
+            o->skip = 0;
         }
         if (!write_chain(o, deadline)) {
             watch_out(p, o, !deadline);
@@ -431,8 +438,10 @@ static void ports_reset(struct virtio_dev *d)
     p->spec_sent = 0;
     p->ctl_n = 0;
     ctl_port_reset(&p->ctlp);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2; i++) {
         p->out[i].held = false;
+        p->out[i].skip = 0;
+    }
     virtio_post_work(d);
 }
 
@@ -462,12 +471,101 @@ static void ports_destroy(struct virtio_dev *d)
     d->priv = NULL;
 }
 
+/* ---- snapshots ---- */
+
+#define SKIP_MAX (1u << 30)
+
+/* No chain held: stdin's receive chain goes back, a half-written output chain is written on
+ * from where it stopped when it is taken again. */
+static int ports_quiesce(struct virtio_dev *d, char *err, size_t errlen)
+{
+    struct ports *p = d->priv;
+
+    (void)err;
+    (void)errlen;
+    if (p->rx_held)
+        virtq_unpop(&d->vq[rx_queue(EXEC_PORT_STDIN)]);
+    p->rx_held = false;
+    for (int i = 0; i < 2; i++) {
+        struct out_port *o = &p->out[i];
+
+        if (o->held) {
+            virtq_unpop(&d->vq[o->tx]);
+            o->skip = o->done;
+        }
+        o->held = false;
+    }
+    return 0;
+}
+
+/* The guest's side of the ports: which are open, control messages not yet delivered. A
+ * restored VM gets a new command and new streams, so only a snapshot of a guest waiting for
+ * its command (nothing of the old one sent) can be restored. */
+static void ports_save(struct virtio_dev *d, struct snap_buf *b)
+{
+    struct ports *p = d->priv;
+
+    snap_put_u8(b, p->stdin_ready);
+    snap_put_u8(b, p->eof_sent);
+    snap_put_u64(b, p->spec_sent);
+    snap_put_u32(b, (uint32_t)p->out[0].skip);
+    snap_put_u32(b, (uint32_t)p->out[1].skip);
+    snap_put_u32(b, (uint32_t)p->ctl_n);
+    for (int i = 0; i < p->ctl_n; i++) {
+        int slot = (p->ctl_head + i) % CTL_PENDING;
+
+        snap_put_u32(b, p->ctl_len[slot]);
+        snap_put_bytes(b, p->ctl[slot], p->ctl_len[slot]);
+    }
+}
+
+static int ports_restore(struct virtio_dev *d, struct snap_reader *r, char *err, size_t errlen)
+{
+    struct ports *p = d->priv;
+    uint8_t ready = snap_get_u8(r), eof = snap_get_u8(r);
+    uint64_t sent = snap_get_u64(r);
+    uint32_t skip0 = snap_get_u32(r), skip1 = snap_get_u32(r), n = snap_get_u32(r);
+
+    if (r->bad || ready > 1 || eof || sent || n > CTL_PENDING || skip0 > SKIP_MAX ||
+        skip1 > SKIP_MAX) {
+        snprintf(err, errlen, "exec ports: %s",
+                 r->bad          ? "truncated"
+                 : (eof || sent) ? "taken after the command started (only a guest "
+                                   "waiting for its command can be restored)"
+                                 : "bad values");
+        return -EINVAL;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t len = snap_get_u32(r);
+
+        if (len < 8 || len > CTL_MSG_MAX) {
+            snprintf(err, errlen, "exec ports: control message %u of %u bytes", i, len);
+            return -EINVAL;
+        }
+        p->ctl_len[i] = len;
+        snap_get_bytes(r, p->ctl[i], len);
+    }
+    if (!snap_reader_done(r)) {
+        snprintf(err, errlen, "exec ports: %s", r->bad ? "truncated" : "extra bytes");
+        return -EINVAL;
+    }
+    p->stdin_ready = ready;
+    p->ctl_head = 0;
+    p->ctl_n = (int)n;
+    p->out[0].skip = skip0;
+    p->out[1].skip = skip1;
+    return 0;
+}
+
 static const struct virtio_dev_ops ports_ops = {
         .config_read = ports_config_read,
         .reset = ports_reset,
         .loop_work = ports_loop_work,
         .queue_notify = ports_queue_notify,
         .destroy = ports_destroy,
+        .quiesce = ports_quiesce,
+        .save = ports_save,
+        .restore = ports_restore,
 };
 
 static void on_timer(struct loop_handler *h, uint32_t events)
@@ -537,6 +635,18 @@ int virtio_exec_ports_create(struct virtio_dev *d, struct exec_io *io, struct lo
         d->queue_max[i] = QUEUE_MAX;
     io->dev = d;
     return 0;
+}
+
+void exec_io_release(struct exec_io *io)
+{
+    struct virtio_dev *d = io->dev;
+
+    io->hold = 0;
+    if (!d || !d->priv)
+        return;
+    pthread_mutex_lock(&d->lock);
+    pump_input(d->priv);
+    pthread_mutex_unlock(&d->lock);
 }
 
 void exec_io_flush(struct exec_io *io, int64_t deadline)

@@ -228,6 +228,8 @@ int virtq_pop(struct virtq *q, struct virtq_chain *chain)
     uint16_t pending, head;
     int err;
 
+    if (q->dev && q->dev->frozen)
+        return VIRTQ_EMPTY; /* a snapshot is being written: touch no guest memory */
     if (!q->ready || virtq_check(q))
         return -EINVAL;
     if (q->turn_chains >= VIRTQ_BUDGET || q->turn_descs >= VIRTQ_DESC_BUDGET) {
@@ -304,6 +306,30 @@ bool virtq_should_notify(struct virtq *q)
     if (!valid)
         return true;
     return need_event(__atomic_load_n(used_event(q), __ATOMIC_RELAXED), new_idx, old_idx);
+}
+
+void virtq_unpop(struct virtq *q)
+{
+    q->last_avail--;
+}
+
+int virtq_used_chain(struct virtq *q, uint16_t back, struct virtq_chain *chain)
+{
+    struct used_elem e;
+
+    if (!q->ready || virtq_check(q))
+        return -EINVAL;
+    if (back >= q->size || back >= q->used_idx)
+        return VIRTQ_EMPTY; /* fewer were pushed (since the index last wrapped) */
+    if (guest_read(q->mem,
+                   q->used_gpa + RING_ENTRIES_OFF +
+                           (uint64_t)USED_ELEM_SIZE *
+                                   ((uint16_t)(q->used_idx - back - 1) % q->size),
+                   &e, sizeof(e)))
+        return -EINVAL;
+    if (e.id >= q->size || walk_chain(q, (uint16_t)e.id, chain))
+        return -EINVAL;
+    return 1;
 }
 
 void virtq_reset(struct virtq *q)

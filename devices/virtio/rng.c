@@ -95,9 +95,33 @@ static void vrng_destroy(struct virtio_dev *d)
     d->priv = NULL;
 }
 
+/* A clone must not hand out the entropy every other clone of the snapshot has: the buffers
+ * of the last requests answered (which the guest may not have read yet) get fresh bytes. */
+#define REFRESH_BACK 4
+
+static int vrng_restore(struct virtio_dev *d, struct snap_reader *r, char *err, size_t errlen)
+{
+    struct vrng *v = d->priv;
+    struct virtq *q = &d->vq[0];
+
+    (void)r;
+    (void)err;
+    (void)errlen;
+    if (!(d->status & VIRTIO_STATUS_DRIVER_OK) || d->broken || !q->ready)
+        return 0;
+    for (uint16_t back = 0; back < REFRESH_BACK; back++) {
+        if (virtq_used_chain(q, back, &v->chain) != 1)
+            break;
+        if (v->chain.out_len == 0) /* an entropy request has writable buffers only */
+            fill_chain(&v->chain);
+    }
+    return 0;
+}
+
 static const struct virtio_dev_ops vrng_ops = {
         .queue_notify = vrng_queue_notify,
         .destroy = vrng_destroy,
+        .restore = vrng_restore,
 };
 
 int virtio_rng_create(struct virtio_dev *d, struct loop *loop)

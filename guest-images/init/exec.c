@@ -4,7 +4,9 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/random.h>
 #include <net/if.h>
+#include <net/if_arp.h>
 #include <net/route.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -17,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "exec.h"
@@ -27,11 +30,12 @@
 #define MAX_ARGS 4096
 
 // Read-only root disk under a tmpfs overlay: the command may write anywhere, nothing stays.
-static int overlay_root(void)
+static int overlay_root(long long bytes)
 {
     char dev[300];
     if (find_disk("ember-root", dev, sizeof(dev)) < 0)
         return fail("no disk with serial ember-root (--rootfs)"), -1;
+    disk_settle(dev, bytes);
     mkdirs("/mnt/lower", 0755);
     mkdirs("/mnt/rw", 0755);
     mkdirs("/mnt/root", 0755);
@@ -81,12 +85,30 @@ static int link_up(int s, const char *ifname)
     return ioctl(s, SIOCSIFFLAGS, &ifr);
 }
 
-void net_setup(int user)
+// eth0's MAC as ember chose it for this VM ("52:54:00:..."): clones of one snapshot differ.
+static void set_mac(int s, const char *mac)
+{
+    struct ifreq ifr;
+    unsigned int b[6];
+    if (sscanf(mac, "%x:%x:%x:%x:%x:%x", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5]) != 6)
+        return;
+    memset(&ifr, 0, sizeof(ifr));
+    snprintf(ifr.ifr_name, IFNAMSIZ, "eth0");
+    ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+    for (int i = 0; i < 6; i++)
+        ifr.ifr_hwaddr.sa_data[i] = (char)b[i];
+    if (ioctl(s, SIOCSIFHWADDR, &ifr) != 0)
+        fail("--net user: cannot set eth0's address: %s", strerror(errno));
+}
+
+void net_setup(int user, const char *mac)
 {
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (s < 0)
         return;
     link_up(s, "lo");
+    if (user && mac)
+        set_mac(s, mac);
     if (user) {
         struct rtentry rt;
         struct sockaddr_in *gw = (struct sockaddr_in *)&rt.rt_gateway;
@@ -110,6 +132,39 @@ void net_setup(int user)
     close(s);
 }
 
+// The host's entropy for this VM alone (64 hex digits): mixed in and credited, then the kernel
+// reseeds at once, so guests restored from one snapshot stop sharing their random numbers.
+static void reseed(const char *hex)
+{
+    struct {
+        int entropy_count, buf_size;
+        unsigned char buf[32];
+    } e = {.entropy_count = 256, .buf_size = 32};
+    for (int i = 0; i < 32; i++) {
+        unsigned int v;
+        if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+            return;
+        e.buf[i] = (unsigned char)v;
+    }
+    int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    if (ioctl(fd, RNDADDENTROPY, &e) != 0 || ioctl(fd, RNDRESEEDCRNG) != 0)
+        fail("cannot reseed the random number generator: %s", strerror(errno));
+    close(fd);
+}
+
+// The host's time ("sec.nsec"): a restored guest's clock stood still since the snapshot.
+static void set_clock(const char *v)
+{
+    char *end;
+    struct timespec ts = {.tv_sec = strtoll(v, &end, 10)};
+    if (*end == '.')
+        ts.tv_nsec = strtol(end + 1, NULL, 10);
+    if (clock_settime(CLOCK_REALTIME, &ts) != 0)
+        fail("cannot set the clock: %s", strerror(errno));
+}
+
 int exec_requested(void)
 {
     char cmdline[4096];
@@ -124,8 +179,9 @@ int exec_requested(void)
 int exec_main(void)
 {
     char in_dev[300], out_dev[300], err_dev[300], hdr[8];
-    char *argv[MAX_ARGS + 1], *workdir = NULL, *spec;
+    char *argv[MAX_ARGS + 1], *workdir = NULL, *spec, *mac = NULL, *seed = NULL, *now = NULL;
     int argc = 0, rootfs = 0, copy = 0, net = 0, in_fd, out_fd, err_fd;
+    long long rootfs_bytes = 0, copy_bytes = 0;
     uint32_t len;
 
     std_fds();
@@ -166,23 +222,38 @@ int exec_main(void)
             break;
         case SPEC_OVERLAY:
             rootfs = 1;
+            rootfs_bytes = atoll(p + 1);
             break;
         case SPEC_COPYIN:
             copy = 1;
+            copy_bytes = atoll(p + 1);
             break;
         case SPEC_NET:
             net = 1;
+            break;
+        case SPEC_MAC:
+            mac = p + 1;
+            break;
+        case SPEC_SEED:
+            seed = p + 1;
+            break;
+        case SPEC_CLOCK:
+            now = p + 1;
             break;
         }
     }
     argv[argc] = NULL;
     if (argc == 0)
         return fail("exec: no command"), 125;
-    if (rootfs && overlay_root())
+    if (now)
+        set_clock(now);
+    if (seed)
+        reseed(seed);
+    if (rootfs && overlay_root(rootfs_bytes))
         return 125;
-    if (copy && unpack_files("/"))
+    if (copy && unpack_files("/", copy_bytes))
         return 125;
-    net_setup(net);
+    net_setup(net, mac);
     if (workdir && chdir(workdir) != 0)
         return fail("--workdir %s: %s", workdir, strerror(errno)), 125;
 

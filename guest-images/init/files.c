@@ -46,13 +46,14 @@ static unsigned long hex8(const char *p)
     return strtoul(t, NULL, 16);
 }
 
-int unpack_files(const char *dir)
+int unpack_files(const char *dir, long long bytes)
 {
     char dev[300], hdr[110], name[4096];
     struct rd *r;
     off_t at = 0;
     if (find_disk("ember-copyin", dev, sizeof(dev)) < 0)
         return fail("no disk with serial ember-copyin (--copy-in)"), -1;
+    disk_settle(dev, bytes);
     r = calloc(1, sizeof(*r));
     if (!r || (r->fd = open(dev, O_RDONLY | O_CLOEXEC)) < 0)
         return fail("open %s (--copy-in): %s", dev, strerror(errno)), -1;

@@ -294,7 +294,7 @@ int oci_main(int in_fd, int out_fd, int err_fd, char *spec, uint32_t len)
         return fail("oci: signalfd: %s", strerror(errno)), 125;
     if (oci_parse(spec, len, &s) || oci_setup(&s))
         return 125;
-    net_setup(0); // loopback only: no network for containers yet
+    net_setup(0, NULL); // loopback only: no network for containers yet
     long oom_before = oom_kills();
     ctl_send(CTL_READY);
 

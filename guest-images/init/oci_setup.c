@@ -285,7 +285,7 @@ int oci_setup(const struct oci_spec *s)
         return fail("oci: open %s: %s", OCI_ROOT, strerror(errno)), -1;
     if (s->files) {
         mkdirs(FILES_DIR, 0700);
-        if (unpack_files(FILES_DIR))
+        if (unpack_files(FILES_DIR, 0))
             return -1;
     }
     for (int i = 0; i < s->nmounts; i++)

@@ -12,9 +12,12 @@ enum spec_kind {
     SPEC_ARG = 'a',     // one argument of the command, in order
     SPEC_ENV = 'e',     // K=V
     SPEC_WORKDIR = 'w', // working directory (created for OCI, must exist for exec)
-    SPEC_OVERLAY = 'r', // exec: the ember-root disk read-only under a tmpfs overlay
-    SPEC_COPYIN = 'c',  // exec: unpack the ember-copyin disk onto /
+    SPEC_OVERLAY = 'r', // exec: "BYTES": the ember-root disk (that size) read-only under tmpfs
+    SPEC_COPYIN = 'c',  // exec: "BYTES": unpack the ember-copyin disk (that size) onto /
     SPEC_NET = 'n',     // exec: configure eth0 for libslirp
+    SPEC_MAC = 'm',     // exec: eth0's address ("52:54:00:..."): clones of a snapshot differ
+    SPEC_SEED = 's',    // exec: 64 hex digits of the host's entropy, for this VM alone
+    SPEC_CLOCK = 't',   // exec: "SEC.NSEC": the time (restored VMs only)
 
     // ember-oci (the agent, init/oci.c)
     SPEC_OCI = 'O',       // OCI mode: two-phase start over the ember.ctl port
@@ -23,10 +26,10 @@ enum spec_kind {
     SPEC_UID = 'u',       // decimal
     SPEC_GID = 'g',       // decimal
     SPEC_GROUP = 'G',     // one additional gid, decimal
-    SPEC_UMASK = 'm',     // decimal
+    SPEC_UMASK = 'k',     // decimal
     SPEC_RLIMIT = 'l',    // "RESOURCE SOFT HARD" (numbers; -1 is unlimited)
     SPEC_HOSTNAME = 'h',  // hostname
-    SPEC_TERMINAL = 't',  // the workload gets a pty
+    SPEC_TERMINAL = 'y',  // the workload gets a pty
     SPEC_TTY_SIZE = 'z',  // "ROWS COLS": the pty's first size
     SPEC_MOUNT = 'M',     // starts a mount: its destination in the container
     SPEC_MNT_TYPE = 'T',  // the mount's file system type

@@ -3,9 +3,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -159,4 +162,23 @@ int find_disk(const char *serial, char *dev, size_t devlen)
     if (d)
         closedir(d);
     return found;
+}
+
+// A guest restored from a snapshot may find its disk swapped for another file since it last
+// looked: wait (a little) until the kernel knows the new size, and forget what it cached of
+// the old content. `bytes` is the size ember says the disk has.
+void disk_settle(const char *dev, long long bytes)
+{
+    char path[300], val[64];
+    snprintf(path, sizeof(path), "/sys/block/%s/size", dev + 5);
+    for (int i = 0; bytes > 0 && i < 5000; i++) {
+        if (read_file(path, val, sizeof(val)) == 0 && atoll(val) * 512 == bytes)
+            break;
+        usleep(1000);
+    }
+    int fd = open(dev, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ioctl(fd, BLKFLSBUF, 0);
+        close(fd);
+    }
 }

@@ -26,7 +26,11 @@ void std_fds(void);
 int find_port(const char *name, char *dev, size_t devlen);
 // /dev/vdX whose virtio-blk serial is `serial`.
 int find_disk(const char *serial, char *dev, size_t devlen);
-// Unpack the newc cpio archive on the disk with serial ember-copyin under dir ("/": the root).
-int unpack_files(const char *dir);
+// A guest restored from a snapshot may find a disk swapped for another file: wait until the
+// kernel knows its new size (bytes, as ember says; 0: do not wait), drop what it cached.
+void disk_settle(const char *dev, long long bytes);
+// Unpack the newc cpio archive on the disk with serial ember-copyin (of bytes, as for
+// disk_settle) under dir ("/": the root).
+int unpack_files(const char *dir, long long bytes);
 
 #endif

@@ -17,6 +17,7 @@ import re
 import select
 import statistics
 import subprocess
+import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -51,6 +52,23 @@ def rss_beyond_guest(pid, guest_bytes, field="Rss"):
             elif line.startswith(field) and size < guest_bytes:
                 total += int(line.split()[1])
     return total / 1024.0
+
+
+def instructions_to_vcpu(cmd):
+    """User-space instructions cmd (an ember command line) runs from exec until its first
+    vCPU thread starts, counted by callgrind; None when that cannot be measured."""
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={d}/cg.out",
+                            "--dump-before=vcpu_thread", *cmd],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=300)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        for f in sorted(pathlib.Path(d).glob("cg.out*")):
+            if f.name.endswith(".1"):  # the dump taken when vcpu_thread was entered
+                m = re.search(r"^(?:summary|totals): (\d+)", f.read_text(), re.M)
+                return int(m.group(1)) if m else None
+    return None
 
 
 def one(cmd, mem):

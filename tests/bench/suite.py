@@ -9,9 +9,16 @@ and writes the raw samples as JSON; tests/bench/run turns them into the table. R
                        tiny guest (tests/guests/status.elf)
   density              N idle 128 MiB VMs started at once: start rate and host memory per VM
   blk / slirp / tap    fio and iperf3 (blknet.py)
-  exec                 `ember exec -- true` end to end, when ember has the exec command
-  oci                  podman + ember-oci vs ember exec vs podman + crun, interleaved; ember-oci's
-                       create/start without an engine (oci.py)
+  exec                 `ember exec --no-snapshot -- true` end to end (booting), when ember has
+                       the exec command
+  restore              `ember run --restore` of a ticking 128 MiB guest -> its first tick: wall
+                       and ember's CPU (snapshot.py)
+  exec-snapshot        `ember exec -- true` from its cached snapshot vs `crun run` of a busybox
+                       bundle, interleaved (snapshot.py; the crun samples go on the QEMU side)
+  clones               ten clones of an idle 128 MiB guest: host memory (PSS) in all, vs two
+                       freshly booted VMs on the QEMU side (snapshot.py)
+  oci                  podman + ember-oci vs booting `ember exec` vs podman + crun, interleaved;
+                       ember-oci's create/start without an engine (oci.py)
 Usage: suite.py --out FILE [--runs N] [--quick] [--rows a,b,...]
 """
 import argparse
@@ -31,8 +38,10 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import blknet  # noqa: E402
 import boot  # noqa: E402
 import oci  # noqa: E402
+import snapshot  # noqa: E402
 
-ALL_ROWS = ["boot-128", "boot-1g", "startup", "blk", "slirp", "tap", "density", "exec", "oci"]
+ALL_ROWS = ["boot-128", "boot-1g", "startup", "blk", "slirp", "tap", "density", "exec", "restore",
+            "exec-snapshot", "clones", "oci"]
 IDLE = ["sh", "-c", "sleep 100000"]
 
 
@@ -81,19 +90,7 @@ def startup_instructions():
     """User-space instructions from exec until the first vCPU thread starts (tiny guest),
     counted by callgrind: deterministic, unlike CPU time under nested emulation."""
     elf = boot.BUILD / "tests" / "guests" / "status.elf"
-    with tempfile.TemporaryDirectory() as d:
-        try:
-            p = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={d}/cg.out",
-                                "--dump-before=vcpu_thread", str(boot.BUILD / "ember"), "run", "--kernel", str(elf)],
-                               stdin=subprocess.DEVNULL, capture_output=True, timeout=300)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        first = sorted(pathlib.Path(d).glob("cg.out*"))
-        for f in first:
-            if f.name.endswith(".1"):  # the dump taken when vcpu_thread was entered
-                m = re.search(r"^(?:summary|totals): (\d+)", f.read_text(), re.M)
-                return int(m.group(1)) if m else None
-    return None
+    return boot.instructions_to_vcpu([str(boot.BUILD / "ember"), "run", "--kernel", str(elf)])
 
 
 def density(vmm, n, timeout):
@@ -167,8 +164,8 @@ def exec_row(n):
     res = []
     for _ in range(n):
         t0 = time.monotonic()
-        p = subprocess.run([ember, "exec", "--", "true"], stdin=subprocess.DEVNULL, capture_output=True,
-                           timeout=300)
+        p = subprocess.run([ember, "exec", "--no-snapshot", "--", "true"], stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=300)
         res.append({"exit": p.returncode, "wall_s": time.monotonic() - t0,
                     "err": p.stderr.decode(errors="replace")[-300:] if p.returncode else ""})
     return {"available": True, "samples": res}
@@ -242,9 +239,14 @@ def main():
         s["exec"] = exec_row(a.runs)
         print(f"[{time.monotonic() - t_start:6.0f}s] exec: {s['exec']}", flush=True)
         save()
-    if "oci" in rows:
-        s["oci"] = oci.oci_row(a.runs)
-        print(f"[{time.monotonic() - t_start:6.0f}s] oci: {s['oci']}", flush=True)
+    for row, fn in (("restore", lambda: snapshot.restore_row(a.runs)),
+                    ("exec-snapshot", lambda: snapshot.exec_snapshot_row(a.runs)),
+                    ("clones", lambda: snapshot.clones_row(10)),
+                    ("oci", lambda: oci.oci_row(a.runs))):
+        if row in rows:
+            s[row] = fn()
+            print(f"[{time.monotonic() - t_start:6.0f}s] {row}: {s[row]}", flush=True)
+            save()
     save()
 
 

@@ -1,5 +1,6 @@
 """`ember exec`: statuses, stdout/stderr apart and byte-exact, stdin, --copy-in, --timeout,
---net, --env/--workdir, nothing persists, and it runs sandboxed and jailed."""
+--net, --env/--workdir, nothing persists, and it runs sandboxed and jailed; every test twice:
+booting (--no-snapshot) and restored from the cached "ready for a command" snapshot."""
 import hashlib
 import os
 import socket
@@ -14,31 +15,56 @@ from test_sandbox import check_sandboxed, descendants, threads_status
 EXIT_TIMEOUT = 124
 
 
-def exec_(ember, *args, input=None, timeout=300):
-    cp = subprocess.run([str(ember), "exec", *map(str, args)], input=input,
-                        stdin=None if input is not None else subprocess.DEVNULL,
-                        capture_output=True, timeout=timeout)
-    return cp
+@pytest.fixture(scope="session")
+def exec_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("exec-cache")
+
+
+def entries(cache):
+    d = cache / "exec-snapshots"
+    return {p.name for p in d.iterdir() if p.name not in ("hashes",)} if d.exists() else set()
+
+
+@pytest.fixture(params=["boot", "snapshot"])
+def exec_(request, ember, exec_cache):
+    """Run `ember exec ARGS`. In snapshot mode an exec whose machine has no snapshot yet boots
+    and saves one; it then runs again, restored, and that run is the one tested."""
+    env = dict(os.environ, EMBER_CACHE_DIR=str(exec_cache))
+    mode = ["--no-snapshot"] if request.param == "boot" else []
+
+    def run(*args, input=None, timeout=300):
+        for attempt in range(2):
+            before = entries(exec_cache)
+            cp = subprocess.run([str(ember), "exec", *mode, *map(str, args)], input=input,
+                                stdin=None if input is not None else subprocess.DEVNULL,
+                                capture_output=True, timeout=timeout, env=env)
+            if mode or entries(exec_cache) == before:
+                return cp
+        pytest.fail("the restored exec saved yet another snapshot")
+    run.mode = request.param
+    run.env = env
+    run.args = mode
+    return run
 
 
 @pytest.mark.parametrize("status", [0, 1, 42])
-def test_exit_status_env_workdir(ember, images, status):
-    cp = exec_(ember, "--env", "GREETING=hi there", "--workdir", "/tmp", "--", "sh", "-c",
+def test_exit_status_env_workdir(exec_, images, status):
+    cp = exec_("--env", "GREETING=hi there", "--workdir", "/tmp", "--", "sh", "-c",
                f'printf "%s %s" "$GREETING" "$(pwd)"; printf "to-stderr" >&2; exit {status}')
     assert cp.returncode == status, cp
     assert cp.stdout == b"hi there /tmp", cp
     assert cp.stderr == b"to-stderr", cp
 
 
-def test_signal_and_not_found(ember, images):
-    cp = exec_(ember, "--", "sh", "-c", "kill -TERM $$")
+def test_signal_and_not_found(exec_, images):
+    cp = exec_("--", "sh", "-c", "kill -TERM $$")
     assert cp.returncode == 128 + 15, cp
-    cp = exec_(ember, "--", "no-such-command")
+    cp = exec_("--", "no-such-command")
     assert cp.returncode == 127, cp
     assert b"no-such-command" in cp.stderr, cp
 
 
-def test_binary_streams_stdin_and_copy_in(ember, images, tmp_path):
+def test_binary_streams_stdin_and_copy_in(exec_, images, tmp_path):
     big = os.urandom(1 << 20)
     src = tmp_path / "in"
     (src / "sub").mkdir(parents=True)
@@ -48,7 +74,7 @@ def test_binary_streams_stdin_and_copy_in(ember, images, tmp_path):
     single = tmp_path / "one.txt"
     single.write_bytes(b"single")
     stdin = os.urandom(200_000)
-    cp = exec_(ember, "--copy-in", f"{src}:/data", "--copy-in", f"{single}:/etc/one.txt", "--",
+    cp = exec_("--copy-in", f"{src}:/data", "--copy-in", f"{single}:/etc/one.txt", "--",
                "sh", "-c", "cat /data/link; cat >&2; cat /data/sub/note.txt /etc/one.txt >&2",
                input=stdin)
     assert cp.returncode == 0, cp.stderr[-2000:]
@@ -56,9 +82,9 @@ def test_binary_streams_stdin_and_copy_in(ember, images, tmp_path):
     assert cp.stderr == stdin + b"notesingle", (len(cp.stderr), cp.stderr[-200:])
 
 
-def test_timeout(ember, images):
+def test_timeout(exec_, images):
     t0 = time.monotonic()
-    cp = exec_(ember, "--timeout", "5", "--", "sleep", "600")
+    cp = exec_("--timeout", "5", "--", "sleep", "600")
     assert cp.returncode == EXIT_TIMEOUT, cp
     assert b"--timeout 5" in cp.stderr, cp
     assert time.monotonic() - t0 < 120
@@ -88,38 +114,40 @@ def loopback_server():
         srv.close()
 
 
-def test_network_none_by_default_and_user_on_request(ember, images, loopback_server):
+def test_network_none_by_default_and_user_on_request(exec_, images, loopback_server):
     port, token = loopback_server
     script = "ip route; ip -o link | cut -d: -f2; wget -q -T 3 -O- http://10.0.2.2:9/ 2>&1; true"
-    cp = exec_(ember, "--", "sh", "-c", script)
+    cp = exec_("--", "sh", "-c", script)
     assert cp.returncode == 0, cp
     assert b"default" not in cp.stdout and b"eth0" not in cp.stdout, cp.stdout
     # --net user: a network, but never the host's loopback unless asked for.
     fetch = f"ip route; nc -w 5 10.0.2.2 {port} </dev/null; true"
-    cp = exec_(ember, "--net", "user", "--", "sh", "-c", fetch)
+    cp = exec_("--net", "user", "--", "sh", "-c", fetch)
     assert cp.returncode == 0, cp
     assert b"default via 10.0.2.2" in cp.stdout, cp.stdout
     assert token not in cp.stdout, cp.stdout
-    cp = exec_(ember, "--net", "user,host-loopback=on", "--", "sh", "-c", fetch)
+    cp = exec_("--net", "user,host-loopback=on", "--", "sh", "-c", fetch)
     assert cp.returncode == 0, cp
     assert token in cp.stdout, cp.stdout
 
 
-def test_writes_to_root_are_gone(ember, images, tmp_path):
+def test_writes_to_root_are_gone(exec_, images, tmp_path):
     root = tmp_path / "rootfs.ext4"
     root.write_bytes((images / "rootfs.ext4").read_bytes())
     before = hashlib.sha256(root.read_bytes()).hexdigest()
-    cp = exec_(ember, "--rootfs", root, "--", "sh", "-c",
+    cp = exec_("--rootfs", root, "--", "sh", "-c",
                "echo persisted > /marker && cat /marker && grep -c ' / overlay ' /proc/mounts")
     assert cp.returncode == 0, cp
     assert cp.stdout == b"persisted\n1\n", cp
-    cp = exec_(ember, "--rootfs", root, "--", "test", "-e", "/marker")
+    cp = exec_("--rootfs", root, "--", "test", "-e", "/marker")
     assert cp.returncode == 1, cp
     assert hashlib.sha256(root.read_bytes()).hexdigest() == before
 
 
-def test_exec_runs_sandboxed_and_jailed(ember, images):
-    p = subprocess.Popen([str(ember), "exec", "--", "sh", "-c", "read line; echo got $line"],
+def test_exec_runs_sandboxed_and_jailed(exec_, ember, images):
+    exec_("--", "true")  # in snapshot mode: make sure the snapshot is there
+    p = subprocess.Popen([str(ember), "exec", *exec_.args, "--", "sh", "-c",
+                          "read line; echo got $line"], env=exec_.env,
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 240
@@ -139,15 +167,17 @@ def test_exec_runs_sandboxed_and_jailed(ember, images):
     assert out == b"got hello\n", (out, err)
 
 
-def test_stdout_socket_not_read_does_not_stop_the_timeout(ember, images):
+def test_stdout_socket_not_read_does_not_stop_the_timeout(exec_, ember, images):
     """stdout a socket nobody reads while the command writes 50 MB: ember wrote to it with a
     blocking write(), so the event loop stopped and --timeout never fired. Now the time limit
     ends it: 124, on time (plus the exit's flush deadline for the stuck reader)."""
     import socket
+    exec_("--", "true")  # in snapshot mode: make sure the snapshot is there
     a, b = socket.socketpair()
     t = time.monotonic()
-    p = subprocess.Popen([str(ember), "exec", "--timeout", "40", "--", "head", "-c", "50000000",
-                          "/dev/zero"], stdin=subprocess.DEVNULL, stdout=a, stderr=subprocess.PIPE)
+    p = subprocess.Popen([str(ember), "exec", *exec_.args, "--timeout", "40", "--", "head", "-c",
+                          "50000000", "/dev/zero"], env=exec_.env, stdin=subprocess.DEVNULL,
+                         stdout=a, stderr=subprocess.PIPE)
     a.close()
     try:
         try:

@@ -35,6 +35,8 @@ enum probe {
     P_FCNTL_SETFL,
     P_FCNTL_DUPFD,
     P_PREAD,
+    P_GET_MSRS,
+    P_FTRUNCATE,
 };
 
 /* Raw system calls: sanitizer runtimes wrap the libc functions with calls of their own. */
@@ -76,13 +78,18 @@ static long try(enum probe p)
         return syscall(SYS_pread64, -1, NULL, 0, 0);
     case P_FCNTL_DUPFD:
         return syscall(SYS_fcntl, 0, F_DUPFD_CLOEXEC, 3);
+    case P_GET_MSRS:
+        return syscall(SYS_ioctl, -1, KVM_GET_MSRS, NULL);
+    case P_FTRUNCATE:
+        return syscall(SYS_ftruncate, -1, 0);
     }
     return -1;
 }
 
 /* Does the filter of kind (for a VM that needs `needs`) let the probe's call through? A child
  * loads it (with EPERM for what it forbids) and tries. */
-static int allowed(enum sandbox_thread kind, unsigned needs, int rebuild, enum probe p)
+static int allowed_snap(enum sandbox_thread kind, unsigned needs, int rebuild, int snapshot,
+                        enum probe p)
 {
     pid_t pid = fork();
     int st;
@@ -91,6 +98,7 @@ static int allowed(enum sandbox_thread kind, unsigned needs, int rebuild, enum p
         struct sandbox_filter_opts o = {.kind = kind,
                                         .default_action = SCMP_ACT_ERRNO(EPERM),
                                         .rebuild = rebuild,
+                                        .snapshot = snapshot,
                                         .needs = needs,
                                         .pid = getpid()};
         void *ctx = seccomp_build_filter(&o);
@@ -106,6 +114,11 @@ static int allowed(enum sandbox_thread kind, unsigned needs, int rebuild, enum p
     CHECK_EQ(waitpid(pid, &st, 0), pid);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) < 2);
     return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+static int allowed(enum sandbox_thread kind, unsigned needs, int rebuild, enum probe p)
+{
+    return allowed_snap(kind, needs, rebuild, 0, p);
 }
 
 #define LOOP SANDBOX_THREAD_LOOP
@@ -178,6 +191,20 @@ static void test_unused_ioctls(void)
     }
 }
 
+/* A snapshot's state reads and file calls only where one may be saved; with every other rule
+ * on too, the filter still builds (no rule added twice). */
+static void test_snapshot(void)
+{
+    CHECK(!allowed(LOOP, ALL, 1, P_GET_MSRS));
+    CHECK(!allowed(LOOP, ALL, 1, P_FTRUNCATE));
+    CHECK(allowed_snap(LOOP, 0, 0, 1, P_GET_MSRS));
+    CHECK(allowed_snap(LOOP, 0, 0, 1, P_FTRUNCATE));
+    CHECK(allowed_snap(LOOP, 0, 0, 1, P_PREAD)); /* pagemap */
+    CHECK(allowed_snap(LOOP, ALL, 1, 1, P_GET_MSRS));
+    CHECK(allowed_snap(LOOP, ALL, 1, 1, P_FTRUNCATE));
+    CHECK(!allowed_snap(VCPU, ALL, 1, 1, P_GET_MSRS));
+}
+
 int main(void)
 {
     test_sockets_per_configuration();
@@ -186,5 +213,6 @@ int main(void)
     test_vcpu_does_no_device_work();
     test_unused_ioctls();
     test_rebuild();
+    test_snapshot();
     return check_done("seccomp");
 }
