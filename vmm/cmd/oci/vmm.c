@@ -126,6 +126,7 @@ static int run_ember(struct oci_launch *l, pid_t monitor, int exit_fd)
     x.rootfs = l->image;
     x.rootfs_rw = 1; /* the agent mounts it read-only itself for root.readonly, last */
     x.files_image = l->files;
+    x.no_snapshot = 1; /* exec's ready snapshots hold no container: each one boots */
     oci_state_path(l->st, "vm", path, sizeof(path));
     if (chdir(path) < 0)
         return 255;
