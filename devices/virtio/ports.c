@@ -466,6 +466,11 @@ static void ports_destroy(struct virtio_dev *d)
         loop_del(p->loop, &p->h_timer);
         close(p->timer_fd);
     }
+    if (p->io->ctl && p->io->disk_fd >= 0 && p->io->loop) { /* stopped before the disk was done */
+        loop_del(p->io->loop, &p->io->h_disk);
+        close(p->io->disk_fd);
+        p->io->disk_fd = -1;
+    }
     p->io->dev = NULL;
     free(p);
     d->priv = NULL;
@@ -621,6 +626,14 @@ int virtio_exec_ports_create(struct virtio_dev *d, struct exec_io *io, struct lo
             free(p);
             return err;
         }
+    }
+    if (exec_agent_watch_disk(io, loop)) {
+        if (p->timer_fd >= 0) {
+            loop_del(loop, &p->h_timer);
+            close(p->timer_fd);
+        }
+        free(p);
+        return -EIO;
     }
     *d = (struct virtio_dev){
             .name = "exec-ports",

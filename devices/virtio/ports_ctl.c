@@ -19,13 +19,15 @@ void ctl_port_init(struct ctl_port *c, struct virtio_dev *d, struct exec_io *io,
     c->io = io;
     c->rxq = rxq;
     c->txq = txq;
+    c->out_head = c->out_n = 0;
     ctl_port_reset(c);
 }
 
 void ctl_port_reset(struct ctl_port *c)
 {
+    /* What the host queued stays: the guest resets the device when its driver probes it, and a
+     * line queued before that (the root disk is ready) must still reach the agent. */
     c->open = false;
-    c->out_head = c->out_n = 0;
     c->in_len = 0;
     c->in_skip = false;
 }

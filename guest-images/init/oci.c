@@ -274,6 +274,28 @@ static void relay_in(struct agent *a)
     write_full(a->master, buf, n);
 }
 
+// The host writes the root disk while we boot: wait for its word (nothing else comes first).
+static int wait_for_disk(struct agent *a)
+{
+    char c;
+    for (;;) {
+        ssize_t n = read(ctl_fd, &c, 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return fail("oci: the ember.ctl port closed before the root disk was ready"), -1;
+        if (c != '\n') {
+            if (a->line_len < sizeof(a->line) - 1)
+                a->line[a->line_len++] = c;
+            continue;
+        }
+        a->line[a->line_len] = '\0';
+        a->line_len = 0;
+        if (strcmp(a->line, CTL_DISK) == 0)
+            return 0;
+    }
+}
+
 int oci_main(int in_fd, int out_fd, int err_fd, char *spec, uint32_t len)
 {
     static struct oci_spec s;
@@ -292,7 +314,13 @@ int oci_main(int in_fd, int out_fd, int err_fd, char *spec, uint32_t len)
     sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
     if (sfd < 0)
         return fail("oci: signalfd: %s", strerror(errno)), 125;
-    if (oci_parse(spec, len, &s) || oci_setup(&s))
+    if (oci_parse(spec, len, &s))
+        return 125;
+    if (s.now)
+        set_clock(s.now);
+    if (s.seed)
+        reseed(s.seed);
+    if ((s.root_later && wait_for_disk(&a)) || oci_setup(&s))
         return 125;
     net_setup(0, NULL); // loopback only: no network for containers yet
     long oom_before = oom_kills();

@@ -27,7 +27,9 @@ struct oci_spec {
     char *env[OCI_MAX_ENV + 1];
     int nenv;
     const char *cwd;
-    int root_ro, files, terminal;
+    int root_ro, root_later, files, terminal;
+    long long root_bytes, files_bytes; // the disks' sizes (a restored guest waits for them)
+    const char *seed, *now;            // this VM's entropy and, restored, the host's time
     uid_t uid;
     gid_t gid;
     gid_t groups[OCI_MAX_GROUPS];

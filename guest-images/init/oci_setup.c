@@ -48,11 +48,22 @@ int oci_parse(char *buf, uint32_t len, struct oci_spec *s)
         case SPEC_WORKDIR:
             s->cwd = v;
             break;
-        case SPEC_ROOT:
-            s->root_ro = strcmp(v, "ro") == 0;
+        case SPEC_ROOT: // "ro BYTES" or "rw BYTES"
+            s->root_ro = strncmp(v, "ro", 2) == 0;
+            s->root_bytes = strlen(v) > 3 ? atoll(v + 3) : 0;
+            break;
+        case SPEC_SEED:
+            s->seed = v;
+            break;
+        case SPEC_CLOCK:
+            s->now = v;
+            break;
+        case SPEC_ROOT_LATER:
+            s->root_later = 1;
             break;
         case SPEC_FILES:
             s->files = 1;
+            s->files_bytes = atoll(v);
             break;
         case SPEC_TERMINAL:
             s->terminal = 1;
@@ -277,6 +288,9 @@ int oci_setup(const struct oci_spec *s)
 
     if (find_disk("ember-root", dev, sizeof(dev)) < 0)
         return fail("oci: no disk with serial ember-root (the container's root)"), -1;
+    // The kernel read the disk at boot, before the host had written it (or, restored from a
+    // snapshot, another container's): its new size, and nothing cached.
+    disk_settle(dev, s->root_bytes);
     mkdirs(OCI_ROOT, 0755);
     if (mount(dev, OCI_ROOT, "ext4", 0, NULL) != 0)
         return fail("oci: mount the container's root %s: %s", dev, strerror(errno)), -1;
@@ -285,7 +299,7 @@ int oci_setup(const struct oci_spec *s)
         return fail("oci: open %s: %s", OCI_ROOT, strerror(errno)), -1;
     if (s->files) {
         mkdirs(FILES_DIR, 0700);
-        if (unpack_files(FILES_DIR, 0))
+        if (unpack_files(FILES_DIR, s->files_bytes))
             return -1;
     }
     for (int i = 0; i < s->nmounts; i++)

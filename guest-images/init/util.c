@@ -4,12 +4,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <linux/random.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -181,4 +183,37 @@ void disk_settle(const char *dev, long long bytes)
         ioctl(fd, BLKFLSBUF, 0);
         close(fd);
     }
+}
+
+// The host's entropy for this VM alone (64 hex digits): mixed in and credited, then the kernel
+// reseeds at once, so guests restored from one snapshot stop sharing their random numbers.
+void reseed(const char *hex)
+{
+    struct {
+        int entropy_count, buf_size;
+        unsigned char buf[32];
+    } e = {.entropy_count = 256, .buf_size = 32};
+    for (int i = 0; i < 32; i++) {
+        unsigned int v;
+        if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+            return;
+        e.buf[i] = (unsigned char)v;
+    }
+    int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    if (ioctl(fd, RNDADDENTROPY, &e) != 0 || ioctl(fd, RNDRESEEDCRNG) != 0)
+        fail("cannot reseed the random number generator: %s", strerror(errno));
+    close(fd);
+}
+
+// The host's time ("sec.nsec"): a restored guest's clock stood still since the snapshot.
+void set_clock(const char *v)
+{
+    char *end;
+    struct timespec ts = {.tv_sec = strtoll(v, &end, 10)};
+    if (*end == '.')
+        ts.tv_nsec = strtol(end + 1, NULL, 10);
+    if (clock_settime(CLOCK_REALTIME, &ts) != 0)
+        fail("cannot set the clock: %s", strerror(errno));
 }

@@ -29,6 +29,11 @@ int find_disk(const char *serial, char *dev, size_t devlen);
 // A guest restored from a snapshot may find a disk swapped for another file: wait until the
 // kernel knows its new size (bytes, as ember says; 0: do not wait), drop what it cached.
 void disk_settle(const char *dev, long long bytes);
+// Mix the host's entropy for this VM alone (64 hex digits) into the kernel's pool, credited,
+// and reseed at once: guests restored from one snapshot stop sharing their random numbers.
+void reseed(const char *hex);
+// Set the clock to the host's time ("SEC.NSEC"): a restored guest's stood still.
+void set_clock(const char *v);
 // Unpack the newc cpio archive on the disk with serial ember-copyin (of bytes, as for
 // disk_settle) under dir ("/": the root).
 int unpack_files(const char *dir, long long bytes);

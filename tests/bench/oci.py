@@ -1,8 +1,10 @@
 """The OCI row of tests/bench/suite.py: `podman run --rm --runtime ember-oci IMG true` against
 `ember exec -- true` and `podman run --rm --runtime crun IMG true`, interleaved round by round in
-the same test host, plus ember-oci's own steps without an engine (create until the guest agent
-is ready, start, the root disk's mkfs.ext4 -d).
+the same test host, plus `ember exec --no-snapshot -- true` (booting) and ember-oci's own steps
+without an engine (create until the guest agent is ready, start, the root disk's mkfs.ext4 -d,
+which runs while the guest boots or is restored).
 
+Both `ember exec` and ember-oci restore their guest from a "ready" snapshot after the first run.
 The engine's own cost (podman, conmon, storage) is what podman + crun takes; what the OCI path
 adds to ember exec is podman + ember-oci less that, over ember exec (target: at most 1.10)."""
 import ctypes
@@ -80,16 +82,20 @@ def oci_row(n):
     b = bundle(base / "bundle", root, ["/bin/true"])
     podman = {rt: pod.cmd(rt, "run", "--rm", "--network", "none", IMAGE, "true")
               for rt in (str(EMBER_OCI), "crun")}
-    for cmd in podman.values():  # first runs set storage up: not counted
+    for cmd in podman.values():  # first runs set storage and the snapshots up: not counted
         timed(cmd, pod.env)
+    timed([ember, "exec", "--", "true"])
+    direct(base, b, "warm")
     out = []
     for i in range(n):
         x = {}
         x["exec_s"], c1, e1 = timed([ember, "exec", "--", "true"])
+        x["exec_boot_s"], c0, e0 = timed([ember, "exec", "--no-snapshot", "--", "true"])
         x["podman_ember_s"], c2, e2 = timed(podman[str(EMBER_OCI)], pod.env)
         x["podman_crun_s"], c3, e3 = timed(podman["crun"], pod.env)
         x.update(direct(base, b, i))
-        bad = [f"{what} exit {c}: {e}" for what, c, e in (("exec", c1, e1), ("podman ember-oci",
+        bad = [f"{what} exit {c}: {e}" for what, c, e in (("exec", c1, e1), ("exec booting", c0, e0),
+               ("podman ember-oci",
                c2, e2), ("podman crun", c3, e3)) if c]
         if bad:
             x["error"] = "; ".join(bad)

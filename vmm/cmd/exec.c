@@ -49,6 +49,15 @@ static int add_seed(struct exec_spec *s)
     return 0;
 }
 
+/* The host's time: a restored guest's clock stood still since the snapshot. */
+static void add_clock(struct exec_spec *s)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_REALTIME, &now);
+    exec_spec_addf(s, SPEC_CLOCK, "%lld.%09ld", (long long)now.tv_sec, now.tv_nsec);
+}
+
 static int build_spec(const struct exec_config *x, const char *copyin, struct exec_spec *s)
 {
     const struct vm_config *cfg = &x->vm;
@@ -75,12 +84,8 @@ static int build_spec(const struct exec_config *x, const char *copyin, struct ex
         log_err("exec: no entropy from getrandom");
         return -EIO;
     }
-    if (cfg->snap) {
-        struct timespec now;
-
-        clock_gettime(CLOCK_REALTIME, &now);
-        exec_spec_addf(s, SPEC_CLOCK, "%lld.%09ld", (long long)now.tv_sec, now.tv_nsec);
-    }
+    if (cfg->snap)
+        add_clock(s);
     return exec_spec_finish(s);
 }
 
@@ -276,12 +281,22 @@ int ember_exec(struct exec_config *x, const struct timespec *start)
     }
     if (!x->no_snapshot)
         exec_cache_prepare(x, &cache);
-    if (!x->io) { /* ember-oci brings its own spec */
+    if (!x->io) {
         if (build_spec(x, image[0] ? image : NULL, &spec))
             goto out;
-        io->spec = spec.buf;
-        io->spec_len = spec.len;
+    } else { /* ember-oci brings its own spec: this VM's entropy and time go with it */
+        exec_spec_copy(&spec, io->spec, io->spec_len);
+        if (add_seed(&spec)) {
+            log_err("exec: no entropy from getrandom");
+            goto out;
+        }
+        if (cfg->snap)
+            add_clock(&spec);
+        if (exec_spec_finish(&spec))
+            goto out;
     }
+    io->spec = spec.buf;
+    io->spec_len = spec.len;
     if (choose_jail(x, jaildir, sizeof(jaildir))) {
         code = EXIT_USAGE;
         goto out;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -146,6 +147,33 @@ int exec_agent_host_signal(struct exec_io *io, int sig)
     }
     /* Before the agent can take it, a signal stops the VM (ember's usual 128+n). */
     return exec_agent_signal(io, sig, 0) == 0;
+}
+
+/* create finished the root disk (one byte), or gave up (end of file: it kills us anyway). */
+static void on_disk(struct loop_handler *h, uint32_t events)
+{
+    struct exec_io *io = container_of(h, struct exec_io, h_disk);
+    char b = 0;
+
+    (void)events;
+    if (read(h->fd, &b, 1) < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    loop_del(io->loop, h);
+    close(h->fd);
+    io->disk_fd = -1;
+    if (b == 'D')
+        send_line(io, CTL_DISK);
+}
+
+int exec_agent_watch_disk(struct exec_io *io, struct loop *loop)
+{
+    if (!io->ctl || io->disk_fd < 0)
+        return 0;
+    io->loop = loop;
+    io->h_disk = (struct loop_handler){.fd = io->disk_fd, .fn = on_disk};
+    if (loop_add(loop, &io->h_disk, EPOLLIN) < 0)
+        return log_errno("exec agent: epoll_ctl for the root disk's readiness");
+    return 0;
 }
 
 void exec_agent_finish(struct exec_io *io, int code)

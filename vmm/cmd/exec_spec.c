@@ -52,6 +52,25 @@ void exec_spec_addf(struct exec_spec *s, char kind, const char *fmt, ...)
     exec_spec_add(s, kind, val);
 }
 
+void exec_spec_copy(struct exec_spec *s, const uint8_t *spec, size_t len)
+{
+    exec_spec_init(s);
+    if (s->err || len < HEADER)
+        return;
+    if (s->len + (len - HEADER) > s->cap) {
+        uint8_t *b = realloc(s->buf, len + 256);
+
+        if (!b) {
+            s->err = -ENOMEM;
+            return;
+        }
+        s->buf = b;
+        s->cap = len + 256;
+    }
+    memcpy(s->buf + HEADER, spec + HEADER, len - HEADER);
+    s->len = len;
+}
+
 int exec_spec_finish(struct exec_spec *s)
 {
     uint32_t body;

@@ -122,7 +122,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
 
 static int close_stray_fds(const struct vm_config *cfg)
 {
-    int keep[CONFIG_MAX_NETS + 9], nkeep = 0;
+    int keep[CONFIG_MAX_NETS + 10], nkeep = 0;
     unsigned int from = 3;
 
     for (int i = 0; i < cfg->nr_nets; i++)
@@ -140,6 +140,8 @@ static int close_stray_fds(const struct vm_config *cfg)
                 keep[nkeep++] = cfg->exec->ready_fd;
             if (cfg->exec->exit_fd > 2)
                 keep[nkeep++] = cfg->exec->exit_fd;
+            if (cfg->exec->disk_fd > 2)
+                keep[nkeep++] = cfg->exec->disk_fd;
         }
     }
     if (cfg->snap && snapshot_memory_fd(cfg->snap) > 2) /* read before us (`ember exec`) */

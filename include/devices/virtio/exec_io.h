@@ -40,6 +40,9 @@ struct exec_io {
     int ready_fd; /* gets one byte and is closed when the agent is ready; -1 */
     int exit_fd;  /* the exit record is written here at the end; -1 */
     int tty;      /* in_fd is a terminal: forward its size */
+    int disk_fd;  /* one byte when the root disk is complete: CTL_DISK goes to the agent; -1 */
+    struct loop_handler h_disk;
+    struct loop *loop;
     /* The agent's state changed (event loop thread); set by the control socket. */
     void (*on_agent)(void *opaque);
     void *on_agent_opaque;
@@ -88,6 +91,8 @@ void exec_agent_resize(struct exec_io *io);
 /* A signal reached ember (event loop): 1 if the agent link took it (forwarded, or a resize),
  * 0 if ember should stop the VM as usual. */
 int exec_agent_host_signal(struct exec_io *io, int sig);
+/* Watch disk_fd from the event loop (the ports device calls it). 0 or -errno. */
+int exec_agent_watch_disk(struct exec_io *io, struct loop *loop);
 /* The VM is gone: write the exit record to exit_fd. */
 void exec_agent_finish(struct exec_io *io, int code);
 

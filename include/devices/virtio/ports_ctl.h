@@ -36,7 +36,7 @@ int ctl_port_queue(struct ctl_port *c, const char *line);
 void ctl_port_send(struct ctl_port *c);
 /* Read what the guest sent (txq notified): each complete line goes to exec_agent_line. */
 void ctl_port_receive(struct ctl_port *c);
-/* Device reset: drop what is pending both ways. */
+/* Device reset: the port is closed, a half-received line dropped; lines for the guest stay. */
 void ctl_port_reset(struct ctl_port *c);
 
 #endif

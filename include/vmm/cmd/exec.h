@@ -42,6 +42,10 @@ int ember_exec(struct exec_config *x, const struct timespec *start);
  * after one error line. */
 int copyin_pack(const char *const *specs, int n, const char *dir, char *path, size_t pathlen);
 
+/* ember's cache directory for sub ($EMBER_CACHE_DIR, else $XDG_CACHE_HOME/ember, else
+ * $HOME/.cache/ember; then sub): exec's snapshots, ember-oci's root disks. 0 or -errno. */
+int exec_cache_dir(const char *sub, char *out, size_t n);
+
 /* Where the guest kernel and initramfs are looked for: $EMBER_IMAGES_DIR, else the installed
  * <bindir>/../share/ember/images when it holds them, else the build's guest-images/out. */
 const char *exec_images_dir(void);

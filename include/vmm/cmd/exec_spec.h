@@ -20,6 +20,8 @@ void exec_spec_init(struct exec_spec *s);
 void exec_spec_add(struct exec_spec *s, char kind, const char *val);
 __attribute__((format(printf, 3, 4))) void exec_spec_addf(struct exec_spec *s, char kind,
                                                           const char *fmt, ...);
+/* An unfinished copy of a finished spec (its entries), to add more to. */
+void exec_spec_copy(struct exec_spec *s, const uint8_t *spec, size_t len);
 /* Fill in the header. 0, or -errno after one error line (out of memory, over SPEC_MAX). */
 int exec_spec_finish(struct exec_spec *s);
 void exec_spec_free(struct exec_spec *s);

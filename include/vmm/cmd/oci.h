@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 struct json_object;
 
@@ -168,17 +169,35 @@ void oci_state_path(const struct oci_state *s, const char *name, char *buf, size
  * inside the rootfs). 0, or after oci_error with runc's texts 127 ("executable file not found
  * in $PATH", "no such file or directory") or 126 ("permission denied", other failures). */
 int oci_lookup_executable(const struct oci_config *c);
-/* Make <state>/rootfs.img from the rootfs directory with mkfs.ext4 -d. 0 or -1. */
-int oci_make_rootfs(const struct oci_config *c, const struct oci_state *s, char *img, size_t len);
+/* The root disk in two steps, so mkfs overlaps the guest's boot: prepare sizes the tree and
+ * makes <state>/rootfs.img a sparse file of the disk's final size (the VMM can open it);
+ * fill runs mkfs.ext4 -d into it. 0 or -1 after oci_error. */
+struct oci_rootfs {
+    char img[PATH_MAX + 1200];
+    unsigned long long bytes, files, tree_bytes;
+    char key[33]; /* the tree's identity (rootfs_cache.c); "" if none */
+    const char *mkfs;
+    struct timespec t0;
+    long ms; /* mkfs's time, for the debug log */
+};
+int oci_rootfs_prepare(const struct oci_config *c, const struct oci_state *s, struct oci_rootfs *r);
+int oci_rootfs_fill(const struct oci_config *c, struct oci_rootfs *r);
+/* rootfs_cache.c: walk the tree: its size, files and identity. 0 or -errno. */
+int oci_rootfs_walk(const char *root, struct oci_rootfs *r);
+/* Copy the cached disk of r->key into r->img: 0, or -errno (none cached: -ENOENT). */
+int oci_rootfs_from_cache(struct oci_rootfs *r);
+/* Keep a copy of the freshly made r->img for later containers of the same tree. */
+void oci_rootfs_to_cache(const struct oci_rootfs *r);
 
 /* ---- vmm/oci/spec.c: the guest's spec (proto.h entries) and the bind-mounted files ---- */
 
 struct exec_spec;
-/* Translate the config into spec entries; bind-mounted files are listed in files[] (host
- * paths, "PATH:/N" specs for copyin_pack). 0, or -1 after oci_error (a bind-mounted
- * directory, an unknown mount option). */
-int oci_build_spec(const struct oci_config *c, struct exec_spec *spec, char **files, int *nfiles,
-                   int max_files);
+/* Translate the config into spec entries (the root disk of root_bytes); bind-mounted files are
+ * listed in files[] (host paths, "PATH:/N" specs for copyin_pack), their disk's SPEC_FILES
+ * entry and exec_spec_finish are the caller's. 0, or -1 after oci_error (a bind-mounted
+ * directory, a mount type a VM cannot have). */
+int oci_build_spec(const struct oci_config *c, unsigned long long root_bytes,
+                   struct exec_spec *spec, char **files, int *nfiles, int max_files);
 
 /* ---- vmm/oci/cgroup.c ---- */
 
@@ -198,6 +217,7 @@ struct oci_launch {
     int go_fd;         /* one byte once create has put the VMM into its cgroup */
     int err_fd;        /* (the VMM's own) the container's stderr, once fd 2 is the log */
     const char *image; /* rootfs.img */
+    int disk_fd;       /* one byte once mkfs has filled rootfs.img (the agent waits for it) */
     const char *files; /* the bind-mounted files' image, or NULL */
     struct exec_spec *spec;
 };

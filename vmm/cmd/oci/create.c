@@ -200,11 +200,12 @@ int oci_cmd_create(int argc, char **argv, int run)
             {"detach", 'd', 0, &detach},           {"keep", 0, 0, &keep},
             {"no-subreaper", 0, 0, &no_subreaper}, {NULL, 0, 0, NULL},
     };
-    char img[PATH_MAX + 1200], files_img[PATH_MAX + 1200] = "", vmdir[PATH_MAX + 1200];
+    static struct oci_rootfs rfs;
+    char files_img[PATH_MAX + 1200] = "", vmdir[PATH_MAX + 1200];
     char *files[MAX_FILES] = {0};
     struct exec_spec spec = {0};
-    int npos, nfiles = 0, slave = -1, ready[2] = {-1, -1}, go[2] = {-1, -1}, code = 1,
-              have_state = 0, exec_code = 0;
+    int npos, nfiles = 0, slave = -1, ready[2] = {-1, -1}, go[2] = {-1, -1}, disk[2] = {-1, -1},
+              code = 1, have_state = 0, exec_code = 0;
     pid_t pid = -1;
 
     if (oci_parse_args(argc, argv, opts, pos, 1, &npos))
@@ -240,14 +241,24 @@ int oci_cmd_create(int argc, char **argv, int run)
         oci_error("cannot create %s: %s", vmdir, strerror(errno));
         goto out;
     }
-    if (oci_build_spec(&cfg, &spec, files, &nfiles, MAX_FILES) ||
+    if (oci_rootfs_prepare(&cfg, &st, &rfs) ||
+        oci_build_spec(&cfg, rfs.bytes, &spec, files, &nfiles, MAX_FILES) ||
         (nfiles &&
-         copyin_pack((const char *const *)files, nfiles, st.dir, files_img, sizeof(files_img))) ||
-        oci_make_rootfs(&cfg, &st, img, sizeof(img)))
+         copyin_pack((const char *const *)files, nfiles, st.dir, files_img, sizeof(files_img))))
         goto out;
+    if (nfiles) {
+        struct stat fst;
+
+        exec_spec_addf(&spec, SPEC_FILES, "%lld",
+                       stat(files_img, &fst) == 0 ? (long long)fst.st_size : 0LL);
+    }
+    if (exec_spec_finish(&spec)) {
+        oci_error("the container's settings do not fit the guest's spec (at most 1 MiB)");
+        goto out;
+    }
     if (cfg.terminal && (slave = make_console(&cfg, console)) < 0)
         goto out;
-    if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0) {
+    if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0 || pipe2(disk, O_CLOEXEC) < 0) {
         oci_error("pipe: %s", strerror(errno));
         goto out;
     }
@@ -258,17 +269,20 @@ int oci_cmd_create(int argc, char **argv, int run)
                                .console_slave = slave,
                                .ready_fd = ready[1],
                                .go_fd = go[0],
-                               .image = img,
+                               .disk_fd = disk[0],
+                               .image = rfs.img,
                                .files = files_img[0] ? files_img : NULL,
                                .spec = &spec};
 
         close(ready[0]);
         close(go[1]);
+        close(disk[1]);
         _exit(oci_vmm_main(&l));
     }
     close(ready[1]);
     close(go[0]);
-    ready[1] = go[0] = -1;
+    close(disk[0]);
+    ready[1] = go[0] = disk[0] = -1;
     if (pid < 0) {
         oci_error("fork: %s", strerror(errno));
         goto out;
@@ -279,6 +293,11 @@ int oci_cmd_create(int argc, char **argv, int run)
         goto out;
     close(go[1]);
     go[1] = -1;
+    /* The root disk fills while the guest boots; the agent mounts it once told. */
+    if (oci_rootfs_fill(&cfg, &rfs) || write(disk[1], "D", 1) != 1)
+        goto out;
+    close(disk[1]);
+    disk[1] = -1;
     if (wait_ready(&st, ready[0], pid)) {
         pid = -1; /* reaped */
         goto out;
@@ -311,9 +330,12 @@ out:
         close(ready[0]);
     if (ready[1] >= 0)
         close(ready[1]);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2; i++) {
         if (go[i] >= 0)
             close(go[i]);
+        if (disk[i] >= 0)
+            close(disk[i]);
+    }
     if (slave >= 0)
         close(slave);
     if (code && have_state && (!run || st.status == ST_CREATED)) {

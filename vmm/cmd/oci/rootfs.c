@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <linux/openat2.h>
 #include <poll.h>
 #include <signal.h>
@@ -101,18 +100,6 @@ int oci_lookup_executable(const struct oci_config *c)
     return oci_error("exec: \"%s\": executable file not found in $PATH", arg0), 127;
 }
 
-static unsigned long long tree_bytes, tree_inodes;
-
-static int count(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)path;
-    (void)flag;
-    (void)ftw;
-    tree_bytes += (unsigned long long)st->st_blocks * 512 + 4096;
-    tree_inodes++;
-    return 0;
-}
-
 /* Run argv with stdout and stderr into out (NUL-terminated); the exit status, or -1. */
 static int run_tool(char *const argv[], char *out, size_t outlen)
 {
@@ -172,52 +159,85 @@ static const char *mkfs_path(void)
     return NULL;
 }
 
-int oci_make_rootfs(const struct oci_config *c, const struct oci_state *s, char *img, size_t len)
+int oci_rootfs_prepare(const struct oci_config *c, const struct oci_state *s, struct oci_rootfs *r)
 {
-    const char *mkfs = mkfs_path();
-    char size[32], inodes[32], out[2048];
-    struct timespec t0, t1;
-    unsigned long long bytes;
-    int fd, r;
+    int fd, err;
 
-    if (!mkfs)
+    memset(r, 0, sizeof(*r));
+    r->mkfs = mkfs_path();
+    if (!r->mkfs)
         return oci_error("mkfs.ext4 not found (apt-get install e2fsprogs): ember-oci makes the "
                          "container's root disk with it");
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    tree_bytes = tree_inodes = 0;
-    if (nftw(c->rootfs, count, 32, FTW_PHYS) <
-        0) /* not FTW_MOUNT: overlayfs gives files another st_dev */
-        return oci_error("root.path %s: cannot read it: %s", c->rootfs, strerror(errno));
+    if ((err = oci_rootfs_walk(c->rootfs, r)) < 0)
+        return oci_error("root.path %s: cannot read it: %s", c->rootfs, strerror(-err));
     /* A sparse file: room to write costs nothing until written. Half as much again as the
      * tree, plus 1 GiB; inodes for the files there and as many again. */
-    bytes = tree_bytes + tree_bytes / 2 + (1ULL << 30);
-    snprintf(size, sizeof(size), "%lluk", bytes >> 10);
-    snprintf(inodes, sizeof(inodes), "%llu", tree_inodes * 2 + 65536);
-    oci_state_path(s, "rootfs.img", img, len);
-    fd = open(img, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return oci_error("cannot create %s: %s", img, strerror(errno));
+    r->bytes = r->tree_bytes + r->tree_bytes / 2 + (1ULL << 30);
+    r->bytes &= ~4095ULL;
+    oci_state_path(s, "rootfs.img", r->img, sizeof(r->img));
+    fd = open(r->img, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || ftruncate(fd, (off_t)r->bytes) < 0) {
+        int err = errno;
+
+        if (fd >= 0)
+            close(fd);
+        return oci_error("cannot create %s: %s", r->img, strerror(err));
+    }
     close(fd);
+    return 0;
+}
+
+int oci_rootfs_fill(const struct oci_config *c, struct oci_rootfs *r)
+{
+    char size[32], inodes[32], out[2048];
+    struct timespec t1;
+    int code;
+
+    clock_gettime(CLOCK_MONOTONIC, &r->t0);
+    if (oci_rootfs_from_cache(r) == 0) { /* this tree was made into a disk before */
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        r->ms = (long)((t1.tv_sec - r->t0.tv_sec) * 1000 + (t1.tv_nsec - r->t0.tv_nsec) / 1000000);
+        oci_debug("rootfs image %s: copied from the cache (%s) in %ld ms", r->img, r->key, r->ms);
+        return 0;
+    }
+    snprintf(size, sizeof(size), "%lluk", r->bytes >> 10);
+    snprintf(inodes, sizeof(inodes), "%llu", r->files * 2 + 65536);
     /* No journal: the disk lives as long as the container, and a crash loses nothing anyone
-     * keeps; it also makes mkfs and the guest's mount cheaper. */
-    char *argv[] = {(char *)mkfs, "-q", "-F",   "-t", "ext4",       "-O", "^has_journal",    "-m",
-                    "0",          "-N", inodes, "-L", "ember-root", "-d", (char *)c->rootfs, img,
-                    size,         NULL};
-    r = run_tool(argv, out, sizeof(out));
+     * keeps; it also makes mkfs and the guest's mount cheaper. The file has its size already
+     * (the VMM may have it open): mkfs writes into it. */
+    char *argv[] = {(char *)r->mkfs,
+                    "-q",
+                    "-F",
+                    "-t",
+                    "ext4",
+                    "-O",
+                    "^has_journal",
+                    "-m",
+                    "0",
+                    "-N",
+                    inodes,
+                    "-L",
+                    "ember-root",
+                    "-d",
+                    (char *)c->rootfs,
+                    r->img,
+                    size,
+                    NULL};
+    code = run_tool(argv, out, sizeof(out));
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    if (r != 0) {
+    r->ms = (long)((t1.tv_sec - r->t0.tv_sec) * 1000 + (t1.tv_nsec - r->t0.tv_nsec) / 1000000);
+    if (code != 0) {
         char *nl;
 
         while ((nl = strchr(out, '\n')) && nl[1]) /* one line: the last one says why */
             memmove(out, nl + 1, strlen(nl + 1) + 1);
         if ((nl = strchr(out, '\n')))
             *nl = '\0';
-        unlink(img);
-        return oci_error("mkfs.ext4 -d %s failed (status %d): %s", c->rootfs, r,
+        return oci_error("mkfs.ext4 -d %s failed (status %d): %s", c->rootfs, code,
                          out[0] ? out : "no message");
     }
-    oci_debug("rootfs image %s: %llu files, %llu KiB of tree, made in %ld ms", img, tree_inodes,
-              tree_bytes >> 10,
-              (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000));
+    oci_debug("rootfs image %s: %llu files, %llu KiB of tree, made in %ld ms", r->img, r->files,
+              r->tree_bytes >> 10, r->ms);
+    oci_rootfs_to_cache(r); /* before the guest writes to it */
     return 0;
 }

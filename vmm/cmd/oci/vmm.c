@@ -111,6 +111,7 @@ static int run_ember(struct oci_launch *l, pid_t monitor, int exit_fd)
                           .err.fd = -1,
                           .ready_fd = l->ready_fd,
                           .exit_fd = exit_fd,
+                          .disk_fd = l->disk_fd,
                           .ctl = 1,
                           .fail_code = 255,
                           .tty = l->console_slave >= 0};
@@ -126,7 +127,6 @@ static int run_ember(struct oci_launch *l, pid_t monitor, int exit_fd)
     x.rootfs = l->image;
     x.rootfs_rw = 1; /* the agent mounts it read-only itself for root.readonly, last */
     x.files_image = l->files;
-    x.no_snapshot = 1; /* exec's ready snapshots hold no container: each one boots */
     oci_state_path(l->st, "vm", path, sizeof(path));
     if (chdir(path) < 0)
         return 255;
@@ -213,6 +213,7 @@ int oci_vmm_main(struct oci_launch *l)
         _exit(run_ember(l, self, exit_fd));
     /* What ember holds, the monitor lets go: readiness reaches create only from ember. */
     close(l->ready_fd);
+    close(l->disk_fd);
     close(l->err_fd);
     if (exit_fd >= 0)
         close(exit_fd);
