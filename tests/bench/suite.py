@@ -17,8 +17,8 @@ and writes the raw samples as JSON; tests/bench/run turns them into the table. R
                        bundle, interleaved (snapshot.py; the crun samples go on the QEMU side)
   clones               ten clones of an idle 128 MiB guest: host memory (PSS) in all, vs two
                        freshly booted VMs on the QEMU side (snapshot.py)
-  oci                  podman + ember-oci vs booting `ember exec` vs podman + crun, interleaved;
-                       ember-oci's create/start without an engine (oci.py)
+  oci                  podman + ember-oci vs `ember exec` (restored, booting) vs podman + crun,
+                       interleaved; ember-oci's create/start without an engine (oci.py)
 Usage: suite.py --out FILE [--runs N] [--quick] [--rows a,b,...]
 """
 import argparse
