@@ -52,8 +52,12 @@ def rootfs():
 @pytest.mark.parametrize("rt", ["crun", "ember"])
 def test_lifecycle_under_a_subreaper(rt, rootfs, images):
     base = tmpdir("oci-life-")
+
+    def hooks(c):  # on the host, the state on stdin: its pid is the pid file's
+        hook = lambda name: {"path": "/bin/sh", "args": ["sh", "-c", f"cat > {base}/{name}.json"]}
+        c["hooks"] = {"prestart": [hook("prestart")], "poststop": [hook("poststop")]}
     b = bundle(base / "bundle", rootfs,
-               ["/bin/sh", "-c", "echo out; echo err >&2; sleep 1; exit 7"])
+               ["/bin/sh", "-c", "echo out; echo err >&2; sleep 1; exit 7"], edit=hooks)
     root = base / "state"
     r = run([sys.executable, "-c", SUBREAPER, RUNTIMES[rt], root, b, "life1", base / "out",
              base / "err"], timeout=300)
@@ -67,6 +71,9 @@ def test_lifecycle_under_a_subreaper(rt, rootfs, images):
     d = run([RUNTIMES[rt], "--root", root, "delete", "life1"])
     assert d.code == 0, d
     assert not (root / "life1").exists()
+    pre = json.loads((base / "prestart.json").read_text())
+    assert pre["id"] == "life1" and pre["pid"] == int((b / "pid").read_text()), pre
+    assert json.loads((base / "poststop.json").read_text())["id"] == "life1"
 
 
 def conmon_run(rt, base, rootfs, cid):
