@@ -6,7 +6,7 @@
 #include <errno.h>
 #include <string.h>
 
-#define CHAIN_BYTES  4096 /* of one chain; the agent's lines are short */
+#define CHAIN_BYTES 4096 /* of one chain; the agent's lines are short */
 
 static bool running(const struct virtio_dev *d, int q)
 {
