@@ -109,6 +109,17 @@ class Podman:
         self.run(runtime, "rm", "-af", "-t", "0", timeout=120)
 
 
+def stop_daemon(proc, log, timeout):
+    """SIGTERM, then SIGKILL after timeout seconds; the daemon's log closed."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()
+
+
 class Containerd:
     """containerd with its own root, state and socket; ctr against it."""
 
@@ -131,13 +142,7 @@ class Containerd:
         return run(["ctr", "-a", self.sock, *args], input=input, timeout=timeout)
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+        stop_daemon(self.proc, self.log, 30)
 
 
 class Dockerd:
@@ -164,13 +169,7 @@ class Dockerd:
         return run(["docker", "-H", f"unix://{self.sock}", *args], input=input, timeout=timeout)
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+        stop_daemon(self.proc, self.log, 60)
 
 
 def bundle(base: pathlib.Path, rootfs: pathlib.Path, args, terminal=False, readonly=True,

@@ -34,6 +34,8 @@ __attribute__((format(printf, 1, 2))) int oci_error(const char *fmt, ...);
 void oci_quiet(int on);
 /* A debug line in --log with --debug. */
 __attribute__((format(printf, 1, 2))) void oci_debug(const char *fmt, ...);
+/* Now as RFC 3339 with nanoseconds, UTC (go-runc parses state's "created" as a time.Time). */
+void oci_rfc3339(char *buf, size_t len);
 /* The error so far ("" if none). */
 const char *oci_last_error(void);
 /* Write the recorded error into --log (once, at exit). */

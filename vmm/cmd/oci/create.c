@@ -174,18 +174,6 @@ static int write_pid_file(const char *path, pid_t pid)
     return 0;
 }
 
-static void now_rfc3339(char *buf, size_t len)
-{
-    struct timespec ts;
-    struct tm tm;
-    char sec[32];
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    strftime(sec, sizeof(sec), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, len, "%s.%09ldZ", sec, ts.tv_nsec);
-}
-
 int oci_cmd_create(int argc, char **argv, int run)
 {
     static struct oci_config cfg;
@@ -305,7 +293,7 @@ int oci_cmd_create(int argc, char **argv, int run)
     st.pid = pid;
     st.starttime = oci_proc_starttime(pid);
     st.status = ST_CREATED;
-    now_rfc3339(st.created, sizeof(st.created));
+    oci_rfc3339(st.created, sizeof(st.created));
     st.annotations = json_object_object_get_ex(cfg.doc, "annotations", NULL)
                              ? json_object_get(json_object_object_get(cfg.doc, "annotations"))
                              : NULL;

@@ -20,7 +20,7 @@ void oci_quiet(int on)
     quiet = on;
 }
 
-static void rfc3339(char *buf, size_t len)
+void oci_rfc3339(char *buf, size_t len)
 {
     struct timespec ts;
     struct tm tm;
@@ -39,7 +39,7 @@ static void log_record(const char *level, const char *msg)
 
     if (!oci_g.log)
         return;
-    rfc3339(when, sizeof(when));
+    oci_rfc3339(when, sizeof(when));
     if (oci_g.log_json) {
         json_object *o = json_object_new_object();
 

@@ -118,25 +118,23 @@ static int add_mount(const struct oci_mount_cfg *m, struct exec_spec *spec, char
         exec_spec_addf(spec, SPEC_MNT_FLAGS, "%lu", flags & ~MS_REC);
         return 0;
     }
-    for (size_t i = 0; i < sizeof(optional) / sizeof(optional[0]); i++)
-        if (!strcmp(m->type, optional[i])) {
-            exec_spec_add(spec, SPEC_MOUNT, m->dest);
-            exec_spec_add(spec, SPEC_MNT_TYPE, m->type);
-            exec_spec_add(spec, SPEC_MNT_SRC, m->source[0] ? m->source : m->type);
-            exec_spec_addf(spec, SPEC_MNT_FLAGS, "%lu", flags);
-            exec_spec_add(spec, SPEC_MNT_DATA, data);
+    for (size_t i = 0;
+         i < sizeof(native) / sizeof(native[0]) + sizeof(optional) / sizeof(optional[0]); i++) {
+        int is_optional = i >= sizeof(native) / sizeof(native[0]);
+        const char *type =
+                is_optional ? optional[i - sizeof(native) / sizeof(native[0])] : native[i];
+
+        if (strcmp(m->type, type) != 0)
+            continue;
+        exec_spec_add(spec, SPEC_MOUNT, m->dest);
+        exec_spec_add(spec, SPEC_MNT_TYPE, m->type);
+        exec_spec_add(spec, SPEC_MNT_SRC, m->source[0] ? m->source : m->type);
+        exec_spec_addf(spec, SPEC_MNT_FLAGS, "%lu", flags);
+        exec_spec_add(spec, SPEC_MNT_DATA, data);
+        if (is_optional)
             exec_spec_add(spec, SPEC_MNT_OPT, "");
-            return 0;
-        }
-    for (size_t i = 0; i < sizeof(native) / sizeof(native[0]); i++)
-        if (!strcmp(m->type, native[i])) {
-            exec_spec_add(spec, SPEC_MOUNT, m->dest);
-            exec_spec_add(spec, SPEC_MNT_TYPE, m->type);
-            exec_spec_add(spec, SPEC_MNT_SRC, m->source[0] ? m->source : m->type);
-            exec_spec_addf(spec, SPEC_MNT_FLAGS, "%lu", flags);
-            exec_spec_add(spec, SPEC_MNT_DATA, data);
-            return 0;
-        }
+        return 0;
+    }
     return oci_error("mount %s: type '%s' is not supported by ember-oci (proc, sysfs, tmpfs, "
                      "devpts, mqueue, cgroup, and bind-mounted files are)",
                      m->dest, m->type[0] ? m->type : "(none)");
