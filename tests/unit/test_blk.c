@@ -135,11 +135,12 @@ static void kick(void)
 }
 
 /* Run the loop until `n` more chains are used (or 5 s pass). */
+/* Up to 30 s: flushes reach the disk, which other jobs on a loaded machine may keep busy. */
 static bool wait_used(uint16_t n)
 {
     uint16_t target = (uint16_t)(used_seen + n);
 
-    for (int i = 0; i < 500 && used_idx() != target; i++)
+    for (int i = 0; i < 3000 && used_idx() != target; i++)
         CHECK_EQ(loop_run_once(&fv.loop, 10), 0);
     if (used_idx() != target)
         return false;
