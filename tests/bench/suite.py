@@ -21,6 +21,8 @@ and writes the raw samples as JSON; tests/bench/run turns them into the table. R
                        bundle, interleaved (snapshot.py; the crun samples go on the QEMU side)
   clones               ten clones of an idle 128 MiB guest: host memory (PSS) in all, vs two
                        freshly booted VMs on the QEMU side (snapshot.py)
+  oci                  podman + ember-oci vs `ember exec` (restored, booting) vs podman + crun,
+                       interleaved; ember-oci's create/start without an engine (oci.py)
 Usage: suite.py --out FILE [--runs N] [--quick] [--rows a,b,...]
 """
 import argparse
@@ -40,10 +42,11 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import blknet  # noqa: E402
 import boot  # noqa: E402
 import kvmtrace  # noqa: E402
+import oci  # noqa: E402
 import snapshot  # noqa: E402
 
 ALL_ROWS = ["boot-128", "boot-1g", "exits-128", "exits-1g", "startup", "blk", "slirp", "tap", "density", "exec",
-            "restore", "exec-snapshot", "clones"]
+            "restore", "exec-snapshot", "clones", "oci"]
 IDLE = ["sh", "-c", "sleep 100000"]
 BOOT_ROWS = (("boot-128", 1, 128), ("boot-1g", 2, 1024))
 EXIT_ROWS = (("exits-128", 1, 128), ("exits-1g", 2, 1024))
@@ -262,7 +265,8 @@ def main():
         save()
     for row, fn in (("restore", lambda: snapshot.restore_row(a.runs)),
                     ("exec-snapshot", lambda: snapshot.exec_snapshot_row(a.runs)),
-                    ("clones", lambda: snapshot.clones_row(10))):
+                    ("clones", lambda: snapshot.clones_row(10)),
+                    ("oci", lambda: oci.oci_row(a.runs))):
         if row in rows:
             s[row] = fn()
             print(f"[{time.monotonic() - t_start:6.0f}s] {row}: {s[row]}", flush=True)

@@ -231,6 +231,8 @@ static void on_signal(struct loop_handler *h, uint32_t events)
         m->prelaunch_signal = (int)si.ssi_signo;
         return;
     }
+    if (exec_agent_host_signal(m->cfg->exec, (int)si.ssi_signo))
+        return; /* ember-oci: the workload's signal, or the terminal's new size */
     log_info("stopping the VM on signal %d (%s)", (int)si.ssi_signo, strsignal((int)si.ssi_signo));
     m->vm.stop_signal = (int)si.ssi_signo;
     vm_request_stop(&m->vm, STOP_SIGNAL);
@@ -503,15 +505,25 @@ static int check_file(const char *flag, const char *path)
 
 /* ---- running ---- */
 
+void run_host_signals(const struct vm_config *cfg, sigset_t *mask)
+{
+    static const int forwarded[] = {SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+
+    sigemptyset(mask);
+    sigaddset(mask, SIGINT);
+    sigaddset(mask, SIGTERM);
+    sigaddset(mask, SIGHUP);
+    if (cfg->exec && cfg->exec->ctl) /* ember-oci passes these on to the workload */
+        for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
+            sigaddset(mask, forwarded[i]);
+}
+
 static int setup_host(struct machine *m)
 {
     sigset_t mask;
     int err;
 
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGHUP);
+    run_host_signals(m->cfg, &mask);
     if (pthread_sigmask(SIG_BLOCK, &mask, NULL))
         return -EINVAL;
     m->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -746,7 +758,9 @@ int ember_run(struct vm_config *cfg, const struct timespec *start_wall)
         code = EXIT_USAGE;
         goto out;
     }
-    if (m->ctl) /* system_reset builds the VM again; blockdev-change-medium opens files */
+    /* system_reset builds the VM again; blockdev-change-medium opens files (not for ember-oci,
+     * whose socket offers neither) */
+    if (m->ctl && !control_serves_container(m->ctl))
         sandbox_allow_rebuild(1);
     if (m->ctl || cfg->snap_out) /* snapshot-save, exec's ready snapshot */
         sandbox_allow_snapshot(1);

@@ -36,7 +36,8 @@ struct vm;
  * devices) to itself. virtq_pop enforces it. */
 #define VIRTQ_BUDGET      128
 #define VIRTQ_DESC_BUDGET 1024
-#define VIRTIO_MAX_QUEUES 8
+/* The exec ports with ember-oci's ctl port: 4 ports and the control port, 2 queues each. */
+#define VIRTIO_MAX_QUEUES 10
 
 /* One guest buffer of a descriptor chain, validated and translated to host memory. */
 struct virtq_buf {
