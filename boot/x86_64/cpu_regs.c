@@ -26,6 +26,9 @@
 #define MSR_SYSCALL_MASK        0xc0000084
 #define MSR_KERNEL_GS_BASE      0xc0000102
 #define MISC_ENABLE_FAST_STRING 1ULL
+#define MSR_MTRR_DEF_TYPE       0x2ff
+#define MTRR_DEF_TYPE_E         (1ULL << 11) /* MTRRs enabled */
+#define MTRR_TYPE_WB            6ULL
 
 #define APIC_LVT0        0x350
 #define APIC_LVT1        0x360
@@ -121,6 +124,7 @@ int vcpu_setup_msrs(int kvm_fd, int fd)
             {MSR_SYSCALL_MASK, 0},
             {MSR_IA32_TSC, 0},
             {MSR_IA32_MISC_ENABLE, MISC_ENABLE_FAST_STRING},
+            {MSR_MTRR_DEF_TYPE, MTRR_DEF_TYPE_E | MTRR_TYPE_WB},
     };
     const unsigned n = sizeof(boot_msrs) / sizeof(boot_msrs[0]);
     struct kvm_msrs *m = calloc(1, sizeof(*m) + n * sizeof(m->entries[0]));

@@ -1,4 +1,4 @@
-/* CPUID for each vCPU: KVM's supported leaves with APIC IDs, topology and hypervisor bit. */
+/* CPUID for each vCPU: KVM's supported leaves, the bits KVM leaves to us, APIC IDs, topology. */
 #include "cpu.h"
 #include "log.h"
 
@@ -24,7 +24,21 @@ struct kvm_cpuid2 *cpuid_supported(int kvm_fd)
         free(c);
         return NULL;
     }
+    cpuid_vmm_features(c, ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0);
     return c;
+}
+
+void cpuid_vmm_features(struct kvm_cpuid2 *cpuid, int tsc_deadline)
+{
+    for (uint32_t i = 0; i < cpuid->nent; i++) {
+        struct kvm_cpuid_entry2 *e = &cpuid->entries[i];
+
+        /* The in-kernel LAPIC emulates the TSC-deadline timer, but KVM never reports the bit
+         * (api.rst: the VMM sets it when KVM_CAP_TSC_DEADLINE_TIMER is there). Without it
+         * Linux calibrates the LAPIC timer by busy-waiting 100 ms (HZ/10 ticks). */
+        if (e->function == 1 && tsc_deadline)
+            e->ecx |= 1u << 24;
+    }
 }
 
 static unsigned int bits_for(int n)

@@ -60,6 +60,10 @@ static int load_libslirp(void)
 #define GUEST_ADDR 0x0a00020fu /* first DHCP address, and where hostfwd rules point */
 
 #define MAX_TIMER_RUNS 64 /* timer callbacks per step, in case one keeps re-arming itself */
+#define RESYNC_STEPS   64 /* re-register every watch this often (see sync_watches) */
+#define EARLY_MS       2  /* the timer may fire this much before slirp's moving deadline */
+#define DEADLINE_NONE  (-1)
+#define DEADLINE_STALE (-2)
 
 struct slirp_timer {
     SlirpTimerCb cb;
@@ -92,6 +96,8 @@ struct user_net {
     int nwatch, watch_cap, next_cap;
     struct slirp_timer *timers;
     int64_t poll_deadline_ms; /* when slirp wants to run again; -1: no need */
+    int64_t armed_ms;         /* what timer_fd holds: a deadline, DEADLINE_NONE or _STALE */
+    unsigned steps;
 };
 
 static int64_t now_ns(void)
@@ -127,13 +133,21 @@ static void arm_deadline(struct user_net *s)
     for (struct slirp_timer *t = s->timers; t; t = t->next)
         if (t->armed && (deadline < 0 || t->expire_ms < deadline))
             deadline = t->expire_ms;
+    if (deadline < 0)
+        deadline = DEADLINE_NONE;
+    /* Already set, or set a little earlier (its step finds nothing due and re-arms): slirp's
+     * poll timeout moves with every step, a system call each would cost more. */
+    if (deadline == s->armed_ms ||
+        (s->armed_ms >= 0 && deadline >= s->armed_ms && deadline - s->armed_ms <= EARLY_MS))
+        return;
     if (deadline >= 0) {
         its.it_value.tv_sec = deadline / 1000;
         its.it_value.tv_nsec = (deadline % 1000) * 1000000;
         if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
             its.it_value.tv_nsec = 1; /* all zero would disarm it */
     }
-    timerfd_settime(s->timer_fd, TFD_TIMER_ABSTIME, &its, NULL);
+    s->armed_ms =
+            timerfd_settime(s->timer_fd, TFD_TIMER_ABSTIME, &its, NULL) ? DEADLINE_STALE : deadline;
 }
 
 /* Expired timers, one at a time: a callback may free or re-arm any timer. */
@@ -264,9 +278,13 @@ static void epoll_set(int epfd, int fd, uint32_t events)
         epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
 }
 
-/* Make the nested epoll set match pfd: one entry per descriptor with events. */
+/* Make the nested epoll set match pfd: one entry per descriptor with events. A descriptor
+ * already registered for the same events costs no system call; slirp says when it closes one
+ * (unregister_poll_fd), and every RESYNC_STEPS steps all are registered again anyway, in case
+ * a number was closed and reused unannounced (meanwhile step's poll() still sees it). */
 static void sync_watches(struct user_net *s)
 {
+    bool resync = ++s->steps % RESYNC_STEPS == 0;
     struct watch *tmp;
     int n = 0, cap;
 
@@ -285,8 +303,12 @@ static void sync_watches(struct user_net *s)
         else
             s->next_watch[n++] = (struct watch){s->pfd[i].fd, ev};
     }
-    for (int i = 0; i < n; i++)
-        epoll_set(s->sock_epfd, s->next_watch[i].fd, s->next_watch[i].events);
+    for (int i = 0; i < n; i++) {
+        int j = find_watch(s->watch, s->nwatch, s->next_watch[i].fd);
+
+        if (resync || j < 0 || s->watch[j].events != s->next_watch[i].events)
+            epoll_set(s->sock_epfd, s->next_watch[i].fd, s->next_watch[i].events);
+    }
     for (int i = 0; i < s->nwatch; i++)
         if (find_watch(s->next_watch, n, s->watch[i].fd) < 0)
             epoll_ctl(s->sock_epfd, EPOLL_CTL_DEL, s->watch[i].fd, NULL);
@@ -328,6 +350,7 @@ static void on_timer(struct loop_handler *h, uint32_t events)
 
     (void)events;
     (void)!read(s->timer_fd, &n, sizeof(n));
+    s->armed_ms = DEADLINE_NONE; /* it fired: disarmed */
     step(s);
 }
 
@@ -372,10 +395,17 @@ static void cb_register_poll_fd(int fd, void *opaque)
     (void)opaque;
 }
 
+/* slirp is about to close fd: forget its watch, so a socket that gets the number next is
+ * registered afresh. */
 static void cb_unregister_poll_fd(int fd, void *opaque)
 {
-    (void)fd;
-    (void)opaque;
+    struct user_net *s = opaque;
+    int j = find_watch(s->watch, s->nwatch, fd);
+
+    if (j < 0)
+        return;
+    epoll_ctl(s->sock_epfd, EPOLL_CTL_DEL, fd, NULL);
+    s->watch[j] = s->watch[--s->nwatch];
 }
 
 static void cb_notify(void *opaque)
@@ -545,6 +575,7 @@ int net_slirp_open(const struct net_config *cfg, struct loop *loop, struct net_b
     s->loop = loop;
     s->sock_epfd = s->timer_fd = s->wake_fd = -1;
     s->poll_deadline_ms = -1;
+    s->armed_ms = DEADLINE_NONE;
     atomic_store(&s->be.rx_paused, true);
     err = loop ? create_fds(s) : -EINVAL;
     if (!err)

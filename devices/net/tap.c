@@ -31,9 +31,9 @@ static int tap_send(struct net_be *b, const struct iovec *iov, int iovcnt)
     return writev(b->fd, iov, iovcnt) < 0 ? -errno : 0;
 }
 
-static ssize_t tap_recv(struct net_be *b, void *buf, size_t len)
+static ssize_t tap_recv(struct net_be *b, const struct iovec *iov, int iovcnt)
 {
-    ssize_t n = read(b->fd, buf, len);
+    ssize_t n = readv(b->fd, iov, iovcnt);
 
     if (n < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
@@ -181,6 +181,7 @@ int net_tap_open(const struct net_config *cfg, struct net_be **out)
         return -ENOMEM;
     }
     t->be.ops = &tap_ops;
+    t->be.tx_guest_iov = true; /* writev: the kernel copies the frame once */
     t->be.fd = -1;
     if (cfg->backend == NET_TAP_FD) {
         snprintf(t->flag, sizeof(t->flag), "--net tap-fd=%d", cfg->tap_fd);

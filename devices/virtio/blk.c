@@ -43,7 +43,7 @@
 #define SECTOR_SHIFT 9
 #define SECTOR_SIZE  (1u << SECTOR_SHIFT)
 #define BLK_QUEUE    256 /* queue size offered, and the bound on requests in flight */
-#define BLK_SEG_MAX  128 /* data segments per request */
+#define BLK_SEG_MAX  254 /* data segments per request: with header and status, a full queue */
 #define BLK_ID_BYTES 20
 /* Discard is a cheap hole punch; write-zeroes may end up as writes, so it is kept smaller. */
 #define BLK_MAX_DISCARD_SECTORS (1u << 21) /* 1 GiB */
@@ -165,14 +165,15 @@ static void log_backend_error(struct blk *b, const char *what, uint64_t off, int
              b->logged_errors == BLK_MAX_LOGGED_ERRORS ? " (further errors not logged)" : "");
 }
 
-/* Store the status byte and return the chain; `written` counts the data bytes before it. */
+/* Store the status byte and return the chain; `written` counts the data bytes before it. The
+ * guest sees it at the batch's virtio_notify_used(). */
 static void complete(struct blk *b, struct virtq *q, uint16_t head, uint8_t *status,
                      uint32_t written, uint8_t st)
 {
     if (st != BLK_S_OK)
         b->dev->stat_errors++;
     __atomic_store_n(status, st, __ATOMIC_RELAXED);
-    if (virtq_push(q, head, written + 1))
+    if (virtq_add_used(q, head, written + 1))
         log_debug("%s: could not return chain %u", b->dev->name, head);
 }
 
@@ -506,25 +507,11 @@ static uint8_t *status_byte(const struct virtq_chain *c)
 static int map_data(struct blk_req *r, const struct virtq_chain *c, bool dev_writes, uint32_t skip,
                     uint32_t len)
 {
-    r->niov = r->first = 0;
-    for (uint32_t i = 0; i < c->nbufs && len > 0; i++) {
-        const struct virtq_buf *v = &c->buf[i];
-        uint32_t n;
+    int n = virtq_chain_iov(c, dev_writes, skip, len, r->iov, BLK_SEG_MAX);
 
-        if (v->write != dev_writes)
-            continue;
-        if (skip >= v->len) {
-            skip -= v->len;
-            continue;
-        }
-        if (r->niov == BLK_SEG_MAX)
-            return -E2BIG;
-        n = v->len - skip < len ? v->len - skip : len;
-        r->iov[r->niov++] = (struct iovec){(uint8_t *)v->host + skip, n};
-        len -= n;
-        skip = 0;
-    }
-    return 0;
+    r->first = 0;
+    r->niov = n < 0 ? 0 : n;
+    return n < 0 ? n : 0;
 }
 
 /* Whether [sector, sector + count) lies on the disk (no overflow for any input). */

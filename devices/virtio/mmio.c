@@ -106,12 +106,81 @@ static bool queues_running(const struct virtio_dev *d)
     return (d->status & VIRTIO_STATUS_DRIVER_OK) && !d->broken && !d->resetting;
 }
 
+/* ---- InterruptACK in KVM ----
+ * Every interrupt costs the guest a status read and an ACK write, each an exit to ember. The
+ * drivers checked (Linux vm_interrupt, FreeBSD vtmmio, NetBSD/OpenBSD virtio_mmio_intr) read
+ * the status once and write that same value to InterruptACK at once. Once a driver has done so
+ * ACK_LEARN times in a row (and nothing else in between), the loop registers ack_fd on the ACK
+ * register: KVM takes the write, ember never sees it, and a status read clears what it returns
+ * (a later event sets its bit again), as virtio-pci's ISR does. Until then, and again after a
+ * reset (a new driver may do otherwise), the registers work as the virtio-mmio spec says. */
+#define ACK_LEARN 8
+
+static int assign_eventfd_reg(struct virtio_dev *d, uint64_t reg, int fd, const int *match,
+                              bool assign);
+
+static uint32_t read_isr(struct virtio_dev *d)
+{
+    uint32_t isr = d->isr;
+
+    if (d->ack_in_kvm) {
+        d->isr = 0;
+        return isr;
+    }
+    if (d->isr_unacked)
+        d->ack_streak = 0; /* read again without acknowledging */
+    d->isr_unacked = isr != 0;
+    d->isr_read = isr;
+    return isr;
+}
+
+static void write_ack(struct virtio_dev *d, uint32_t v)
+{
+    d->isr &= ~v;
+    if (d->isr_unacked && v == d->isr_read) {
+        if (d->ack_streak < ACK_LEARN)
+            d->ack_streak++;
+    } else if (v) {
+        d->ack_streak = 0;
+    }
+    d->isr_unacked = false;
+    if (d->ack_streak == ACK_LEARN && d->ack_fd >= 0 && !d->ack_want) {
+        d->ack_want = true;
+        virtio_post_work(d); /* the ioctl is the loop's (vCPU threads make no system calls) */
+    }
+}
+
+/* The loop's half: make ack_fd's registration what ack_want says (without KVM, unit-test
+ * mode, only the flag: ACK writes keep reaching write_ack, which clears what they name). */
+static void ack_switch(struct virtio_dev *d)
+{
+    if (d->ack_fd < 0 || d->ack_want == d->ack_in_kvm)
+        return;
+    if (d->vm->vm_fd < 0 ||
+        assign_eventfd_reg(d, REG_INTERRUPT_ACK, d->ack_fd, NULL, d->ack_want) == 0)
+        d->ack_in_kvm = d->ack_want;
+    else
+        d->ack_want = d->ack_in_kvm; /* stays as it is; learning does not ask again */
+}
+
+/* A reset: the next driver learns again. */
+static void ack_forget(struct virtio_dev *d)
+{
+    d->ack_streak = 0;
+    d->isr_unacked = false;
+    if (d->ack_want || d->ack_in_kvm) {
+        d->ack_want = false;
+        virtio_post_work(d);
+    }
+}
+
 /* Device work handed over by a register callback (dev->lock held). */
 static void run_work(struct virtio_dev *d)
 {
     if (!d->work_pending)
         return;
     d->work_pending = false;
+    ack_switch(d);
     if (d->ops->loop_work)
         d->ops->loop_work(d);
 }
@@ -175,6 +244,7 @@ static void finish_reset(struct virtio_dev *d)
     d->acked = 0;
     d->broken = false;
     d->device_features_sel = d->driver_features_sel = d->queue_sel = 0;
+    ack_forget(d);
 }
 
 void virtio_reset_pending(struct virtio_dev *d)
@@ -372,14 +442,13 @@ static void write_queue_ready(struct virtio_dev *d, uint32_t v)
         q->ready = false;
         return;
     }
-    if (virtq_check(q)) {
+    if (virtq_enable(q)) {
         log_debug("%s: queue %d: invalid size %u or rings, not made ready", d->name, q->index,
                   q->size);
         return;
     }
     q->last_avail = q->used_idx = q->signalled_used = 0;
     q->signalled_valid = false;
-    q->ready = true;
 }
 
 /* A QueueNotify the ioeventfd did not take (no KVM, or a value that is not a queue index). */
@@ -447,7 +516,7 @@ static uint32_t reg_read(struct virtio_dev *d, uint64_t off)
     case REG_QUEUE_DEVICE_HIGH:
         return read_queue_reg(d, off);
     case REG_INTERRUPT_STATUS:
-        return d->isr;
+        return read_isr(d);
     case REG_STATUS:
         return d->status;
     case REG_SHM_LEN_LOW:
@@ -492,7 +561,7 @@ static void reg_write(struct virtio_dev *d, uint64_t off, uint32_t v)
         write_queue_notify(d, v);
         break;
     case REG_INTERRUPT_ACK:
-        d->isr &= ~v;
+        write_ack(d, v);
         break;
     case REG_STATUS:
         write_status(d, v);
@@ -588,19 +657,27 @@ static int check_device(struct virtio_dev *d)
     return 0;
 }
 
-static int assign_ioeventfd(struct virtio_dev *d, struct virtq *q, bool assign)
+/* A 4-byte register write KVM signals on fd instead of exiting; with match, only that value. */
+static int assign_eventfd_reg(struct virtio_dev *d, uint64_t reg, int fd, const int *match,
+                              bool assign)
 {
     struct kvm_ioeventfd io = {
-            .datamatch = (uint64_t)q->index,
-            .addr = d->mmio_base + REG_QUEUE_NOTIFY,
+            .datamatch = match ? (uint64_t)*match : 0,
+            .addr = d->mmio_base + reg,
             .len = 4,
-            .fd = q->kick_fd,
-            .flags = KVM_IOEVENTFD_FLAG_DATAMATCH | (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
+            .fd = fd,
+            .flags = (match ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0) |
+                     (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
     };
 
     if (ioctl(d->vm->vm_fd, KVM_IOEVENTFD, &io) < 0)
         return log_errno("KVM_IOEVENTFD");
     return 0;
+}
+
+static int assign_ioeventfd(struct virtio_dev *d, struct virtq *q, bool assign)
+{
+    return assign_eventfd_reg(d, REG_QUEUE_NOTIFY, q->kick_fd, &q->index, assign);
 }
 
 static void teardown_queue(struct virtio_dev *d, struct virtq *q)
@@ -660,10 +737,16 @@ static int assign_irqfd(struct virtio_dev *d, bool assign)
 
 static void teardown_irq(struct virtio_dev *d)
 {
-    if (d->vm->vm_fd >= 0)
+    if (d->vm->vm_fd >= 0) {
         assign_irqfd(d, false);
+        if (d->ack_in_kvm)
+            assign_eventfd_reg(d, REG_INTERRUPT_ACK, d->ack_fd, NULL, false);
+    }
+    if (d->ack_fd >= 0)
+        close(d->ack_fd);
     close(d->irq_fd);
-    d->irq_fd = -1;
+    d->irq_fd = d->ack_fd = -1;
+    d->ack_in_kvm = d->ack_want = false;
 }
 
 static int setup_irq(struct virtio_dev *d)
@@ -680,6 +763,13 @@ static int setup_irq(struct virtio_dev *d)
             d->irq_fd = -1;
             return err;
         }
+    }
+    /* Registered on InterruptACK once the driver has shown how it acknowledges. */
+    d->ack_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (d->ack_fd < 0) {
+        err = log_errno("eventfd");
+        teardown_irq(d);
+        return err;
     }
     return 0;
 }
@@ -728,7 +818,9 @@ int virtio_mmio_init(struct virtio_dev *d, struct vm *vm, struct loop *loop, uin
     d->loop = loop;
     d->mmio_base = base;
     d->irq = irq;
-    d->irq_fd = -1;
+    d->irq_fd = d->ack_fd = -1;
+    d->ack_in_kvm = d->ack_want = d->isr_unacked = false;
+    d->ack_streak = 0;
     d->config_generation = 0;
     pthread_mutex_init(&d->lock, NULL);
     for (i = 0; i < d->nr_queues; i++) {

@@ -130,7 +130,7 @@ static void rx_fill(struct net *n, const struct virtio_net_hdr_v1 *hdr, const vo
         log_debug("%s: %zu-byte frame does not fit a %u-byte receive buffer, dropped", n->dev->name,
                   len, c->in_len);
     }
-    if (virtq_push(&n->dev->vq[RXQ], c->head, written))
+    if (virtq_add_used(&n->dev->vq[RXQ], c->head, written))
         virtio_mark_broken(n->dev, "receive queue: cannot return a buffer");
 }
 
@@ -183,11 +183,60 @@ static void rx_from_frame(struct net *n, const void *frame, size_t len)
     rx_fill(n, &hdr, frame, len);
 }
 
+/* Add to iov, after its first cnt entries, the held chain's writable bytes past the header's
+ * place: the new count, or 0 when they come in more than NET_IOV_MAX pieces. The caller made
+ * sure they hold the largest frame. */
+static int rx_direct_iov(const struct net *n, struct iovec *iov, int cnt)
+{
+    int k = virtq_chain_iov(&n->rx_chain, true, NET_HDR_LEN, SIZE_MAX, iov + cnt, NET_IOV_MAX);
+
+    return k <= 0 ? 0 : cnt + k;
+}
+
+/* Read the next frame straight into the held chain (its header to the side, checked before
+ * it goes in front): no copy through rx_buf. Like recv: length, -EAGAIN or -errno; 0 when the
+ * chain cannot take it this way (then the caller reads into rx_buf). */
+static ssize_t rx_direct(struct net *n)
+{
+    struct virtio_net_hdr_v1 hdr = {.num_buffers = 1};
+    struct iovec iov[NET_IOV_MAX + 1];
+    int cnt = n->be->vnet_hdr ? 1 : 0;
+    ssize_t got;
+    size_t len;
+
+    iov[0] = (struct iovec){&hdr, NET_HDR_LEN};
+    cnt = rx_direct_iov(n, iov, cnt);
+    if (cnt == 0 || (n->be->vnet_hdr && cnt == 1))
+        return 0;
+    got = n->be->ops->recv(n->be, iov, cnt);
+    if (got < 0)
+        return got;
+    len = (size_t)got;
+    if (n->be->vnet_hdr) {
+        if (len < NET_HDR_LEN || !rx_hdr_ok(n, &hdr))
+            goto drop;
+        len -= NET_HDR_LEN;
+    }
+    if (len < NET_MIN_FRAME || len > NET_MAX_FRAME)
+        goto drop;
+    n->rx_held = false;
+    virtq_chain_write(&n->rx_chain, 0, &hdr, NET_HDR_LEN);
+    n->st.rx_packets++;
+    n->dev->stat_bytes += len;
+    if (virtq_add_used(&n->dev->vq[RXQ], n->rx_chain.head, (uint32_t)(NET_HDR_LEN + len)))
+        virtio_mark_broken(n->dev, "receive queue: cannot return a buffer");
+    return got;
+drop:
+    n->st.rx_dropped++; /* the held chain stays for the next frame */
+    return got;
+}
+
 /* Pull backends: frames while the guest has buffers; stop watching the descriptor when it
  * runs out (its rx kick resumes), keep watching when the backend has nothing more. */
 static void rx_pull(struct net *n)
 {
     for (int i = 0; i < BURST; i++) {
+        struct iovec iov = {n->rx_buf, sizeof(n->rx_buf)};
         ssize_t len;
         int r = rx_take_chain(n);
 
@@ -195,7 +244,12 @@ static void rx_pull(struct net *n)
             watch_backend(n, false); /* the guest's rx kick resumes */
             return;
         }
-        len = n->be->ops->recv(n->be, n->rx_buf, sizeof(n->rx_buf));
+        /* Big buffers (the guest took TSO without MRG_RXBUF) hold any frame: read into them. */
+        len = n->rx_chain.in_len >= NET_HDR_LEN + NET_MAX_FRAME ? rx_direct(n) : 0;
+        if (len == 0)
+            len = n->be->ops->recv(n->be, &iov, 1);
+        else if (len > 0)
+            continue;
         if (len == -EAGAIN || len == -EINTR)
             break;
         if (len < 0) {
@@ -337,14 +391,24 @@ static bool tx_hdr_ok(const struct net *n, const struct virtio_net_hdr_v1 *h, si
     return csum && h->gso_size > 0;
 }
 
-/* One chain: header and frame copied out once (the guest cannot change them under us),
- * checked, sent. A malformed frame is dropped and counted; the chain still goes back. */
+/* The frame's pieces in the chain's readable buffers (after the header), for a backend that
+ * takes them from guest memory: the count after `cnt`, or 0 when there are too many. */
+static int tx_guest_iov(const struct virtq_chain *c, struct iovec *iov, int cnt)
+{
+    int k = virtq_chain_iov(c, false, NET_HDR_LEN, SIZE_MAX, iov + cnt, NET_IOV_MAX);
+
+    return k <= 0 ? 0 : cnt + k;
+}
+
+/* One chain: the header copied out once and checked (the guest cannot change it under us);
+ * the frame copied too, unless the backend only copies it itself (TAP: the kernel). A
+ * malformed frame is dropped and counted; the chain still goes back. */
 static void tx_one(struct net *n, const struct virtq_chain *c)
 {
     struct virtio_net_hdr_v1 hdr;
-    struct iovec iov[2];
+    struct iovec iov[NET_IOV_MAX + 1];
     size_t len;
-    int cnt = 0;
+    int cnt = 0, direct = 0;
 
     if (c->in_len || c->out_len < NET_HDR_LEN)
         goto bad;
@@ -354,11 +418,17 @@ static void tx_one(struct net *n, const struct virtq_chain *c)
     virtq_chain_read(c, 0, &hdr, NET_HDR_LEN);
     if (!tx_hdr_ok(n, &hdr, len))
         goto bad;
-    virtq_chain_read(c, NET_HDR_LEN, n->tx_buf, len);
     hdr.num_buffers = 0;
     if (n->be->vnet_hdr)
         iov[cnt++] = (struct iovec){.iov_base = &hdr, .iov_len = NET_HDR_LEN};
-    iov[cnt++] = (struct iovec){.iov_base = n->tx_buf, .iov_len = len};
+    if (n->be->tx_guest_iov)
+        direct = tx_guest_iov(c, iov, cnt);
+    if (direct) {
+        cnt = direct;
+    } else {
+        virtq_chain_read(c, NET_HDR_LEN, n->tx_buf, len);
+        iov[cnt++] = (struct iovec){.iov_base = n->tx_buf, .iov_len = len};
+    }
     if (n->be->ops->send(n->be, iov, cnt)) {
         n->st.tx_dropped++;
         return;
@@ -382,7 +452,7 @@ static void tx_process(struct net *n, struct virtq *q)
             break;
         n->dev->stat_requests++;
         tx_one(n, &n->tx_chain);
-        if (virtq_push(q, n->tx_chain.head, 0)) {
+        if (virtq_add_used(q, n->tx_chain.head, 0)) {
             r = -EINVAL;
             break;
         }

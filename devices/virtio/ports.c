@@ -1,7 +1,9 @@
-/* virtio-console with MULTIPORT: `ember exec`'s stdin, stdout and stderr as three guest ports. */
+/* virtio-console with MULTIPORT: `ember exec`'s stdin, stdout and stderr as three guest ports
+ * (and ember-oci's agent link, ember.ctl, as a fourth: ports_ctl.c). */
 #include "clock.h"
 #include "exec_io.h"
 #include "log.h"
+#include "ports_ctl.h"
 #include "virtio_devices.h"
 #include "vm.h"
 
@@ -33,8 +35,8 @@ enum {
     PORT_NAME = 7,
 };
 
-static const char *const port_names[EXEC_NR_PORTS] = {"ember.stdin", "ember.stdout",
-                                                      "ember.stderr"};
+static const char *const port_names[EXEC_MAX_PORTS] = {"ember.stdin", "ember.stdout",
+                                                       "ember.stderr", "ember.ctl"};
 
 struct ports;
 
@@ -68,6 +70,8 @@ struct ports {
     struct out_port out[2];
     int timer_fd;
     struct loop_handler h_timer;
+    uint32_t nr_ports;
+    struct ctl_port ctlp; /* EXEC_PORT_CTL, when io->ctl */
 };
 
 static int rx_queue(int port)
@@ -148,9 +152,9 @@ static void ctl_receive(struct ports *p)
             memcpy(&event, m + 4, 2);
             memcpy(&value, m + 6, 2);
             if (event == DEVICE_READY && value == 1) {
-                for (uint32_t i = 0; i < EXEC_NR_PORTS; i++)
+                for (uint32_t i = 0; i < p->nr_ports; i++)
                     ctl_queue(p, i, DEVICE_ADD, 0, NULL);
-            } else if (event == PORT_READY && value == 1 && id < EXEC_NR_PORTS) {
+            } else if (event == PORT_READY && value == 1 && id < p->nr_ports) {
                 /* Open before the name: once the guest sees the name, the host side is up. */
                 ctl_queue(p, id, PORT_OPEN, 1, NULL);
                 ctl_queue(p, id, PORT_NAME, 0, port_names[id]);
@@ -159,6 +163,8 @@ static void ctl_receive(struct ports *p)
                 p->stdin_ready = value == 1;
                 if (p->stdin_ready && p->io->hold && p->io->on_ready)
                     p->io->on_ready(p->io->ready_opaque); /* the guest waits for its command */
+            } else if (event == PORT_OPEN && id == EXEC_PORT_CTL && p->nr_ports > EXEC_PORT_CTL) {
+                ctl_port_set_open(&p->ctlp, value == 1);
             } else {
                 log_debug("exec ports: control event %u for port %u (value %u)", event, id, value);
             }
@@ -390,10 +396,10 @@ static void on_out(struct loop_handler *h, uint32_t events)
 
 static void ports_config_read(struct virtio_dev *d, uint32_t offset, uint8_t *data, uint32_t len)
 {
+    struct ports *p = d->priv;
     /* cols, rows (no size), max_nr_ports, emerg_wr */
-    static const uint8_t config[12] = {0, 0, 0, 0, EXEC_NR_PORTS, 0, 0, 0, 0, 0, 0, 0};
+    uint8_t config[12] = {0, 0, 0, 0, (uint8_t)p->nr_ports, 0, 0, 0, 0, 0, 0, 0};
 
-    (void)d;
     memcpy(data, config + offset, len);
 }
 
@@ -412,6 +418,10 @@ static void ports_queue_notify(struct virtio_dev *d, struct virtq *q)
         pump_input(p);
         break;
     default:
+        if (p->nr_ports > EXEC_PORT_CTL && q->index == p->ctlp.rxq)
+            ctl_port_send(&p->ctlp);
+        else if (p->nr_ports > EXEC_PORT_CTL && q->index == p->ctlp.txq)
+            ctl_port_receive(&p->ctlp);
         for (int i = 0; i < 2; i++)
             if (q->index == p->out[i].tx)
                 pump_output(p, &p->out[i], 0);
@@ -427,6 +437,7 @@ static void ports_reset(struct virtio_dev *d)
     p->rx_held = p->stdin_ready = p->eof_sent = false;
     p->spec_sent = 0;
     p->ctl_n = 0;
+    ctl_port_reset(&p->ctlp);
     for (int i = 0; i < 2; i++) {
         p->out[i].held = false;
         p->out[i].skip = 0;
@@ -454,6 +465,11 @@ static void ports_destroy(struct virtio_dev *d)
     if (p->timer_fd >= 0) {
         loop_del(p->loop, &p->h_timer);
         close(p->timer_fd);
+    }
+    if (p->io->ctl && p->io->disk_fd >= 0 && p->io->loop) { /* stopped before the disk was done */
+        loop_del(p->io->loop, &p->io->h_disk);
+        close(p->io->disk_fd);
+        p->io->disk_fd = -1;
     }
     p->io->dev = NULL;
     free(p);
@@ -579,6 +595,8 @@ int virtio_exec_ports_create(struct virtio_dev *d, struct exec_io *io, struct lo
     p->d = d;
     p->loop = loop;
     p->timer_fd = -1;
+    p->nr_ports = io->ctl ? EXEC_MAX_PORTS : EXEC_PORT_CTL;
+    ctl_port_init(&p->ctlp, d, io, rx_queue(EXEC_PORT_CTL), rx_queue(EXEC_PORT_CTL) + 1);
     p->h_in = (struct loop_handler){.fd = io->in_fd, .fn = on_stdin};
     for (int i = 0; i < 2; i++) {
         struct out_port *o = &p->out[i];
@@ -609,12 +627,20 @@ int virtio_exec_ports_create(struct virtio_dev *d, struct exec_io *io, struct lo
             return err;
         }
     }
+    if (exec_agent_watch_disk(io, loop)) {
+        if (p->timer_fd >= 0) {
+            loop_del(loop, &p->h_timer);
+            close(p->timer_fd);
+        }
+        free(p);
+        return -EIO;
+    }
     *d = (struct virtio_dev){
             .name = "exec-ports",
             .device_id = VIRTIO_ID_CONSOLE,
             .features = 1ULL << F_MULTIPORT,
             .config_size = 12,
-            .nr_queues = 2 * (EXEC_NR_PORTS + 1),
+            .nr_queues = 2 * ((int)p->nr_ports + 1),
             .ops = &ports_ops,
             .priv = p,
     };
@@ -653,5 +679,25 @@ void exec_io_flush(struct exec_io *io, int64_t deadline)
             pump_output(p, &p->out[i], deadline);
         } while (virtq_turn_spent(q) && clock_ms_left(deadline) > 0);
     }
+    if (p->nr_ports > EXEC_PORT_CTL) { /* the agent's exit record, sent before power-off */
+        virtq_turn_begin(&d->vq[p->ctlp.txq]);
+        ctl_port_receive(&p->ctlp);
+    }
     pthread_mutex_unlock(&d->lock);
+}
+
+int exec_io_send(struct exec_io *io, const char *line)
+{
+    struct virtio_dev *d = io->dev;
+    struct ports *p;
+    int err;
+
+    if (!d || !(p = d->priv) || p->nr_ports <= EXEC_PORT_CTL)
+        return -ENOTCONN;
+    pthread_mutex_lock(&d->lock);
+    err = ctl_port_queue(&p->ctlp, line);
+    if (!err)
+        ctl_port_send(&p->ctlp);
+    pthread_mutex_unlock(&d->lock);
+    return err;
 }

@@ -74,11 +74,23 @@ int virtq_check(const struct virtq *q)
     return 0;
 }
 
-/* Host pointers into the rings. Only valid after virtq_check(q) == 0, which proves that
- * each ring lies wholly in RAM, aligned, so every offset below stays inside it. */
+int virtq_enable(struct virtq *q)
+{
+    if (virtq_check(q))
+        return -EINVAL;
+    q->desc_host = guest_ptr(q->mem, q->desc_gpa, (uint64_t)DESC_SIZE * q->size);
+    q->avail_host = guest_ptr(q->mem, q->avail_gpa, avail_bytes(q->size));
+    q->used_host = guest_ptr(q->mem, q->used_gpa, used_bytes(q->size));
+    q->mapped_size = q->size;
+    q->ready = true;
+    return 0;
+}
+
+/* Host pointers into the rings mapped by virtq_enable(), which proved that each ring lies
+ * wholly in RAM, aligned, so every offset below stays inside it. */
 static uint16_t *avail_field(const struct virtq *q, uint64_t off)
 {
-    return guest_ptr(q->mem, q->avail_gpa + off, 2);
+    return (uint16_t *)(void *)(q->avail_host + off);
 }
 
 static uint16_t *avail_idx(const struct virtq *q)
@@ -93,13 +105,21 @@ static uint16_t *used_event(const struct virtq *q)
 
 static uint16_t *used_idx(const struct virtq *q)
 {
-    return guest_ptr(q->mem, q->used_gpa + RING_IDX_OFF, 2);
+    return (uint16_t *)(void *)(q->used_host + RING_IDX_OFF);
 }
 
 static uint16_t *avail_event(const struct virtq *q)
 {
-    return guest_ptr(q->mem, q->used_gpa + RING_ENTRIES_OFF + (uint64_t)USED_ELEM_SIZE * q->size,
-                     2);
+    return (uint16_t *)(void *)(q->used_host + RING_ENTRIES_OFF +
+                                (uint64_t)USED_ELEM_SIZE * q->size);
+}
+
+/* A queue the device may use: made ready by virtq_enable(), so its rings are mapped for its
+ * size (the transport cannot change it while ready; a size set behind its back stops it). */
+static bool usable(const struct virtq *q)
+{
+    return q->ready && q->desc_host && q->avail_host && q->used_host && q->size == q->mapped_size &&
+           q->size != 0;
 }
 
 /* How many chains the driver has made available; -EINVAL if it claims more than fit. */
@@ -144,6 +164,7 @@ static int add_buf(const struct virtq *q, struct walk *w, const struct desc *d)
 static int walk_indirect(struct virtq *q, struct walk *w, const struct desc *ind)
 {
     uint32_t n = ind->len / DESC_SIZE, seen = 0;
+    const uint8_t *table;
     uint16_t i = 0;
     struct desc d;
     int err;
@@ -152,14 +173,13 @@ static int walk_indirect(struct virtq *q, struct walk *w, const struct desc *ind
         return -EINVAL;
     if (ind->len == 0 || ind->len % DESC_SIZE || n > VIRTQ_MAX_SIZE)
         return -EINVAL;
-    if (!guest_ptr(q->mem, ind->addr, ind->len))
+    table = guest_ptr(q->mem, ind->addr, ind->len);
+    if (!table)
         return -EINVAL;
     for (;; q->turn_descs++) {
         if (++seen > n)
-            return -EINVAL; /* a loop inside the table */
-        /* addr + len was proved to be in RAM, and i < n: no overflow. */
-        if (guest_read(q->mem, ind->addr + (uint64_t)i * DESC_SIZE, &d, sizeof(d)))
-            return -EINVAL;
+            return -EINVAL;                                   /* a loop inside the table */
+        memcpy(&d, table + (size_t)i * DESC_SIZE, sizeof(d)); /* i < n: inside the table */
         if (d.flags & DESC_F_INDIRECT)
             return -EINVAL;
         err = add_buf(q, w, &d);
@@ -190,8 +210,7 @@ static int walk_chain(struct virtq *q, uint16_t head, struct virtq_chain *c)
     for (;; q->turn_descs++) {
         if (++seen > q->size)
             return -EINVAL; /* more descriptors than the table holds: a loop */
-        if (guest_read(q->mem, q->desc_gpa + (uint64_t)i * DESC_SIZE, &d, sizeof(d)))
-            return -EINVAL;
+        memcpy(&d, q->desc_host + (size_t)i * DESC_SIZE, sizeof(d)); /* i < size: in the table */
         if (d.flags & DESC_F_INDIRECT)
             return walk_indirect(q, &w, &d); /* never has NEXT: the chain ends here */
         err = add_buf(q, &w, &d);
@@ -230,7 +249,7 @@ int virtq_pop(struct virtq *q, struct virtq_chain *chain)
 
     if (q->dev && q->dev->frozen)
         return VIRTQ_EMPTY; /* a snapshot is being written: touch no guest memory */
-    if (!q->ready || virtq_check(q))
+    if (!usable(q))
         return -EINVAL;
     if (q->turn_chains >= VIRTQ_BUDGET || q->turn_descs >= VIRTQ_DESC_BUDGET) {
         /* Turn over: the rest waits for a later round (a turn starts at each kick). */
@@ -252,33 +271,44 @@ int virtq_pop(struct virtq *q, struct virtq_chain *chain)
     if (pending == 0)
         return VIRTQ_EMPTY;
     /* The acquire load of avail->idx orders this read after the driver's ring write. */
-    if (guest_read(q->mem, q->avail_gpa + RING_ENTRIES_OFF + 2ULL * (q->last_avail % q->size),
-                   &head, sizeof(head)))
-        return -EINVAL;
+    head = __atomic_load_n(avail_field(q, RING_ENTRIES_OFF + 2ULL * (q->last_avail % q->size)),
+                           __ATOMIC_RELAXED);
     q->turn_chains++;
     err = walk_chain(q, head, chain);
     if (err)
         return err;
     q->last_avail++;
-    if (q->event_idx)
-        publish_avail_event(q);
+    /* avail_event stays where it was while entries are pending: the driver need not kick for
+     * what it adds meanwhile, this loop takes it. The empty pop above moves it. */
     return 1;
+}
+
+int virtq_add_used(struct virtq *q, uint16_t head, uint32_t written)
+{
+    struct used_elem e = {.id = head, .len = written};
+
+    if (!usable(q) || head >= q->size)
+        return -EINVAL;
+    memcpy(q->used_host + RING_ENTRIES_OFF + (size_t)USED_ELEM_SIZE * (q->used_idx % q->size), &e,
+           sizeof(e));
+    q->used_idx++;
+    return 0;
+}
+
+void virtq_publish_used(struct virtq *q)
+{
+    /* Release: the elements are visible before the index that publishes them. */
+    if (usable(q))
+        __atomic_store_n(used_idx(q), q->used_idx, __ATOMIC_RELEASE);
 }
 
 int virtq_push(struct virtq *q, uint16_t head, uint32_t written)
 {
-    struct used_elem e = {.id = head, .len = written};
-    uint64_t slot;
+    int err = virtq_add_used(q, head, written);
 
-    if (!q->ready || virtq_check(q) || head >= q->size)
-        return -EINVAL;
-    slot = q->used_gpa + RING_ENTRIES_OFF + (uint64_t)USED_ELEM_SIZE * (q->used_idx % q->size);
-    if (guest_write(q->mem, slot, &e, sizeof(e)))
-        return -EINVAL;
-    q->used_idx++;
-    /* Release: the element is visible before the index that publishes it. */
-    __atomic_store_n(used_idx(q), q->used_idx, __ATOMIC_RELEASE);
-    return 0;
+    if (!err)
+        virtq_publish_used(q);
+    return err;
 }
 
 /* The driver wants an interrupt when used idx moves past event, i.e. event in [old, new). */
@@ -292,8 +322,9 @@ bool virtq_should_notify(struct virtq *q)
     uint16_t old_idx = q->signalled_used, new_idx = q->used_idx;
     bool valid = q->signalled_valid;
 
-    if (!q->ready || virtq_check(q))
+    if (!usable(q))
         return false;
+    virtq_publish_used(q);
     q->signalled_used = new_idx;
     q->signalled_valid = true;
     if (old_idx == new_idx)
@@ -337,6 +368,8 @@ void virtq_reset(struct virtq *q)
     q->size = 0;
     q->ready = false;
     q->desc_gpa = q->avail_gpa = q->used_gpa = 0;
+    q->desc_host = q->avail_host = q->used_host = NULL;
+    q->mapped_size = 0;
     q->last_avail = q->used_idx = q->signalled_used = 0;
     q->signalled_valid = false;
     q->event_idx = q->indirect = false;

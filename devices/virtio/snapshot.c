@@ -224,12 +224,11 @@ int virtio_dev_restore(struct virtio_dev *d, struct snap_reader *r, char *err, s
         q->signalled_used = sq[i].signalled_used;
         q->signalled_valid = sq[i].signalled_valid;
         q->ready = false;
-        if (sq[i].ready && virtq_check(q)) {
+        if (sq[i].ready && virtq_enable(q)) { /* checks the rings and maps them */
             ret = snap_fail(err, errlen, "queue %d: size %u or rings outside guest RAM", i,
                             q->size);
             break;
         }
-        q->ready = sq[i].ready;
     }
     if (!ret && (d->status & VIRTIO_STATUS_FEATURES_OK))
         virtio_apply_features(d);

@@ -6,5 +6,8 @@
 int exec_requested(void);
 // Run the command from the ember.stdin port; returns its shell-style status (125: setup failed).
 int exec_main(void);
+// Bring lo up; with user, also eth0 (address mac, if given) with libslirp's fixed addresses
+// and a default route.
+void net_setup(int user, const char *mac);
 
 #endif

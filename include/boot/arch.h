@@ -43,7 +43,7 @@ struct arch_map {
     struct arch_dev gpio_keys;
     uint64_t virtio_base;      /* virtio-mmio slot n at virtio_base + n * VIRTIO_MMIO_SIZE */
     uint32_t virtio_irq_first; /* slot n's interrupt: virtio_irq_first + n */
-    int virtio_cmdline;        /* Linux also reads the devices from virtio_mmio.device= */
+    int virtio_cmdline;        /* --virtio-cmdline may announce devices in virtio_mmio.device= */
 };
 extern const struct arch_map arch_map;
 

@@ -5,7 +5,7 @@
  * batch of requests (driver work, not counted), then calls one measure_* function that plays
  * the queue notification and runs the event loop until the batch is used: callgrind counts only
  * inside measure_* (--toggle-collect, see tests/bench/reqcost.py).
- *   bench_reqcost blk-read|blk-write|net-tx|net-rx  [batches]
+ *   bench_reqcost blk-read|blk-write|net-tx|net-rx|net-tx-tap|net-rx-big  [batches]
  * Prints "requests N". Exit status 1 when the device did not do the work.
  */
 #include "check.h"
@@ -46,6 +46,8 @@
 #define DATA_GPA     0x1000000ULL    /* request buffers: BATCH * 64 KiB */
 #define HDR_GPA      0x800000ULL
 #define FRAME        1500
+#define BIG_FRAME    65000       /* a TSO frame (net-rx-big) */
+#define BIG_BUF      (70 * 1024) /* a receive buffer without MRG_RXBUF, with TSO */
 
 struct drvq {
     int index;
@@ -132,25 +134,25 @@ static uint16_t used_idx(const struct drvq *q)
     return v;
 }
 
-/* Run the loop until q has used everything it was given (or ~10 s). */
-static int run_until_used(struct drvq *q)
+/* Run the loop until q's used index reaches `until` (or ~10 s). */
+static int run_until_used(struct drvq *q, uint16_t until)
 {
-    for (int i = 0; i < 10000 && used_idx(q) != q->avail_idx; i++)
+    for (int i = 0; i < 10000 && used_idx(q) != until; i++)
         if (loop_run_once(&loop, 1) < 0)
             return -1;
-    return used_idx(q) == q->avail_idx ? 0 : -1;
+    return used_idx(q) == until ? 0 : -1;
 }
 
 /* The only code callgrind counts: the guest's notification and the device work it causes. */
 __attribute__((noinline)) int measure_notify(struct drvq *q)
 {
     wr(R_NOTIFY, (uint32_t)q->index);
-    return run_until_used(q);
+    return run_until_used(q, q->avail_idx);
 }
 
-__attribute__((noinline)) int measure_rx(struct drvq *q)
+__attribute__((noinline)) int measure_rx(struct drvq *q, uint16_t until)
 {
-    return run_until_used(q);
+    return run_until_used(q, until);
 }
 
 /* ---- virtio-blk ---- */
@@ -206,9 +208,10 @@ static int fake_send(struct net_be *b, const struct iovec *iov, int iovcnt)
     return 0;
 }
 
-static ssize_t fake_recv(struct net_be *b, void *buf, size_t len)
+static ssize_t fake_recv(struct net_be *b, const struct iovec *iov, int iovcnt)
 {
-    ssize_t n = recv(b->fd, buf, len, MSG_DONTWAIT);
+    struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+    ssize_t n = recvmsg(b->fd, &m, MSG_DONTWAIT);
 
     return n < 0 ? -errno : n;
 }
@@ -232,16 +235,20 @@ static const struct net_be_ops fake_ops = {
         .destroy = fake_destroy,
 };
 
-static int net(bool tx, int batches)
+/* tap: the backend takes frames from guest memory (as TAP's writev does); big: 64 KiB frames
+ * into 70 KiB buffers (read straight into them when the device can). */
+static int net(bool tx, bool tap, bool big, int batches)
 {
     static const uint8_t mac[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
     static struct net_be be;
-    static uint8_t frame[NET_HDR_LEN + FRAME];
-    int sv[2];
+    static uint8_t frame[NET_HDR_LEN + BIG_FRAME];
+    size_t flen = big ? BIG_FRAME : FRAME;
+    int sv[2], bufsize = big ? BIG_BUF : 2048;
 
     if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
     be = (struct net_be){.ops = &fake_ops, .name = "fake", .fd = sv[0], .vnet_hdr = true};
+    be.tx_guest_iov = tap;
     peer = sv[1];
     CHECK_EQ(virtio_net_create_with(&dev, &be, mac, &loop), 0);
     CHECK_EQ(virtio_mmio_init(&dev, &vm, &loop, base, FAKE_VIRTIO_IRQ), 0);
@@ -252,15 +259,15 @@ static int net(bool tx, int batches)
     memset(frame, 0, NET_HDR_LEN);
     for (int b = 0; b < batches; b++) {
         for (int i = 0; i < BATCH; i++) {
-            uint64_t buf = DATA_GPA + 0x10000ULL * i;
+            uint64_t buf = DATA_GPA + (big ? 0x20000ULL : 0x10000ULL) * i;
             uint64_t gpa[2] = {buf, buf + NET_HDR_LEN};
             uint32_t len[2] = {NET_HDR_LEN, FRAME};
             bool w[2] = {false, false};
-            uint32_t rxlen = 2048;
+            uint32_t rxlen = (uint32_t)bufsize;
             bool rxw = true;
 
             if (tx) {
-                CHECK_EQ(guest_write(&vm.mem, buf, frame, sizeof(frame)), 0);
+                CHECK_EQ(guest_write(&vm.mem, buf, frame, NET_HDR_LEN + FRAME), 0);
                 add_chain(&q1, gpa, len, w, 2);
             } else {
                 add_chain(&q0, &buf, &rxlen, &rxw, 1);
@@ -273,9 +280,13 @@ static int net(bool tx, int batches)
         } else {
             publish(&q0);
             wr(R_NOTIFY, 0); /* buffers are there (not counted) */
-            for (int i = 0; i < BATCH; i++)
-                CHECK_EQ(send(peer, frame, sizeof(frame), 0), (ssize_t)sizeof(frame));
-            if (measure_rx(&q0) < 0)
+            for (int i = 0; i < BATCH; i++) {
+                CHECK_EQ(send(peer, frame, NET_HDR_LEN + flen, 0), (ssize_t)(NET_HDR_LEN + flen));
+                /* 64 KiB frames one at a time: the socket holds few */
+                if (big && measure_rx(&q0, (uint16_t)(q0.avail_idx - BATCH + i + 1)) < 0)
+                    return -ETIMEDOUT;
+            }
+            if (!big && measure_rx(&q0, q0.avail_idx) < 0)
                 return -ETIMEDOUT;
         }
     }
@@ -290,7 +301,9 @@ int main(int argc, char **argv)
     int batches = argc > 2 ? atoi(argv[2]) : 64, err;
 
     if (argc < 2 || batches <= 0) {
-        fprintf(stderr, "usage: bench_reqcost blk-read|blk-write|net-tx|net-rx [batches]\n");
+        fprintf(stderr,
+                "usage: bench_reqcost blk-read|blk-write|net-tx|net-rx|net-tx-tap|net-rx-big "
+                "[batches]\n");
         return 2;
     }
     vm.vm_fd = -1;
@@ -301,7 +314,11 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "blk-read") || !strcmp(argv[1], "blk-write"))
         err = blk(argv[1][4] == 'w', batches);
     else if (!strcmp(argv[1], "net-tx") || !strcmp(argv[1], "net-rx"))
-        err = net(argv[1][4] == 't', batches);
+        err = net(argv[1][4] == 't', false, false, batches);
+    else if (!strcmp(argv[1], "net-tx-tap"))
+        err = net(true, true, false, batches);
+    else if (!strcmp(argv[1], "net-rx-big"))
+        err = net(false, false, true, batches);
     else
         err = -EINVAL;
     loop_close(&loop);

@@ -20,7 +20,11 @@ import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = pathlib.Path(os.environ.get("EMBER_BUILD_DIR", ROOT / "build"))
-WORKLOADS = {"blk_read": "blk-read", "blk_write": "blk-write", "net_tx": "net-tx", "net_rx": "net-rx"}
+# net-tx / net-rx: 1500-byte frames, a backend that needs its own copy (slirp) and 2 KiB receive
+# buffers; net-tx-tap: a backend that takes frames from guest memory (TAP's writev); net-rx-big:
+# 64 KiB TSO frames into 70 KiB buffers (a guest with TSO and without MRG_RXBUF).
+WORKLOADS = {"blk_read": "blk-read", "blk_write": "blk-write", "net_tx": "net-tx", "net_rx": "net-rx",
+             "net_tx_tap": "net-tx-tap", "net_rx_big": "net-rx-big"}
 
 
 def count(exe, mode, batches):

@@ -4,7 +4,11 @@
 Runs where KVM can run standard guests (tests/bench/run starts it through tests/kvmhost/run)
 and writes the raw samples as JSON; tests/bench/run turns them into the table. Rows:
   boot-128 / boot-1g   process start -> EMBER-INIT-READY, guest uptime at init, RSS beyond
-                       guest RAM (boot.py), 1 vCPU/128 MiB and 2 vCPU/1 GiB
+                       guest RAM, console bytes before init (boot.py), 1 vCPU/128 MiB and
+                       2 vCPU/1 GiB; same devices and kernel command line for both VMMs; at
+                       least 5 runs each
+  exits-128 / exits-1g the same boots with KVM's tracepoints on (kvmtrace.py): VM exits until
+                       init by reason, pages mapped 4 KiB / 2 MiB at init (counts, not times)
   startup              exec -> first KVM_RUN (wall from main(), CPU of the whole process) with a
                        tiny guest (tests/guests/status.elf)
   density              N idle 128 MiB VMs started at once: start rate and host memory per VM
@@ -17,6 +21,8 @@ and writes the raw samples as JSON; tests/bench/run turns them into the table. R
                        bundle, interleaved (snapshot.py; the crun samples go on the QEMU side)
   clones               ten clones of an idle 128 MiB guest: host memory (PSS) in all, vs two
                        freshly booted VMs on the QEMU side (snapshot.py)
+  oci                  podman + ember-oci vs `ember exec` (restored, booting) vs podman + crun,
+                       interleaved; ember-oci's create/start without an engine (oci.py)
 Usage: suite.py --out FILE [--runs N] [--quick] [--rows a,b,...]
 """
 import argparse
@@ -35,11 +41,17 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import blknet  # noqa: E402
 import boot  # noqa: E402
+import kvmtrace  # noqa: E402
+import oci  # noqa: E402
 import snapshot  # noqa: E402
 
-ALL_ROWS = ["boot-128", "boot-1g", "startup", "blk", "slirp", "tap", "density", "exec", "restore",
-            "exec-snapshot", "clones"]
+ALL_ROWS = ["boot-128", "boot-1g", "exits-128", "exits-1g", "startup", "blk", "slirp", "tap", "density", "exec",
+            "restore", "exec-snapshot", "clones", "oci"]
 IDLE = ["sh", "-c", "sleep 100000"]
+BOOT_ROWS = (("boot-128", 1, 128), ("boot-1g", 2, 1024))
+EXIT_ROWS = (("exits-128", 1, 128), ("exits-1g", 2, 1024))
+BOOT_RUNS = 5  # the boot rows' minimum (full bench)
+EXIT_RUNS = 3  # exit counts vary little
 
 
 def meminfo():
@@ -61,11 +73,12 @@ def cpu_model():
     return platform.processor()
 
 
-def boot_pair(cpus, mem):
-    """One ember and one QEMU boot, same kernel/initramfs/vCPUs/memory (boot.py)."""
+def boot_pair(cpus, mem, trace=None):
+    """One ember and one QEMU boot, same kernel/initramfs/vCPUs/memory/devices/command line
+    (boot.py); with a kvmtrace.Trace, KVM's exits until init too."""
     out = {}
     for vmm, build in (("ember", boot.ember_cmd), ("qemu", boot.qemu_cmd)):
-        out[vmm] = boot.one(build(cpus, mem), mem)
+        out[vmm] = boot.one(build(cpus, mem), mem, trace=trace)
     return out
 
 
@@ -96,19 +109,13 @@ def density(vmm, n, timeout):
     mem = 128
     before = meminfo()
     floor = before["MemTotal"] // 4
-    build = boot.ember_cmd if vmm == "ember" else boot.qemu_cmd
     procs, ready, buf = [], {}, {}
     t0 = time.monotonic()
     try:
         for _ in range(n):
             if meminfo()["MemAvailable"] < floor:
                 break
-            cmd = build(1, mem)
-            if vmm == "ember":
-                cmd = cmd[:cmd.index("--") + 1] + IDLE
-                cmd.remove("--boot-timer")
-            else:
-                cmd[cmd.index("-append") + 1] = "console=ttyS0 reboot=k panic=1 quiet -- sh -c \"sleep 100000\""
+            cmd = boot.ember_cmd(1, mem, IDLE, timer=False) if vmm == "ember" else boot.qemu_cmd(1, mem, IDLE)
             p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                  stderr=subprocess.DEVNULL, start_new_session=True)
             procs.append(p)
@@ -185,7 +192,8 @@ def main():
     res = {"env": {"kernel": platform.release(), "cpus": os.cpu_count(), "cpu": cpu_model(),
                    "mem_mib": meminfo()["MemTotal"] // 1024, "load_start": loadavg(),
                    "qemu": qv[0] if qv else "?", "kvm": "nested" if os.path.exists("/sys/module/kvm_amd") else "?",
-                   "runs": a.runs, "seconds": a.seconds, "quick": a.quick},
+                   "runs": a.runs, "seconds": a.seconds, "quick": a.quick,
+                   "boot_devices": boot.DEVICES, "boot_cmdline": boot.fair_cmdline()},
            "samples": {}}
     s = res["samples"]
 
@@ -201,15 +209,32 @@ def main():
     if net_rows:
         image = blknet.bench_image()
         srv = blknet.Servers(net_rows, os.environ.get("TMPDIR", "/tmp"))
-    try:
-        for i in range(a.runs):
-            for row, cpus, mem in (("boot-128", 1, 128), ("boot-1g", 2, 1024)):
+    boot_runs = a.runs if a.quick else max(a.runs, BOOT_RUNS)
+    exit_runs = min(a.runs, EXIT_RUNS)
+    res["env"]["boot_runs"], res["env"]["exit_runs"] = boot_runs, exit_runs
+    trace = None
+    if any(r in rows for r, _, _ in EXIT_ROWS):
+        try:
+            trace = kvmtrace.Trace()
+        except OSError as e:
+            print(f"exits rows skipped: {e}", flush=True)
+            for row, _, _ in EXIT_ROWS:
                 if row in rows:
-                    pair = boot_pair(cpus, mem)
-                    for vmm, r in pair.items():
-                        s.setdefault(row, {}).setdefault(vmm, []).append(r)
-                    print(f"[{time.monotonic() - t_start:6.0f}s] run {i + 1} {row}: {pair}", flush=True)
-                    save()
+                    s[row] = {"skipped": str(e)}  # measured only where tracefs is there (root)
+    try:
+        for i in range(max(a.runs, boot_runs)):
+            for row, cpus, mem in BOOT_ROWS + EXIT_ROWS:
+                is_exits = row.startswith("exits")
+                if row not in rows or i >= (exit_runs if is_exits else boot_runs) or (is_exits and not trace):
+                    continue
+                pair = boot_pair(cpus, mem, trace if is_exits else None)
+                for vmm, r in pair.items():
+                    s.setdefault(row, {}).setdefault(vmm, []).append(r)
+                brief = {v: {k: x for k, x in r.items() if k not in ("trace", "kvm_at_init")} for v, r in pair.items()}
+                print(f"[{time.monotonic() - t_start:6.0f}s] run {i + 1} {row}: {brief}", flush=True)
+                save()
+            if i >= a.runs:
+                continue
             if "startup" in rows:
                 r = startup(3)
                 if i == 0:  # deterministic: once is enough
@@ -226,6 +251,8 @@ def main():
     finally:
         if srv:
             srv.close()
+        if trace:
+            trace.disarm()
     if "density" in rows:
         for vmm in ("ember", "qemu"):
             r = density(vmm, a.density, 120 if a.quick else 400)
@@ -238,7 +265,8 @@ def main():
         save()
     for row, fn in (("restore", lambda: snapshot.restore_row(a.runs)),
                     ("exec-snapshot", lambda: snapshot.exec_snapshot_row(a.runs)),
-                    ("clones", lambda: snapshot.clones_row(10))):
+                    ("clones", lambda: snapshot.clones_row(10)),
+                    ("oci", lambda: oci.oci_row(a.runs))):
         if row in rows:
             s[row] = fn()
             print(f"[{time.monotonic() - t_start:6.0f}s] {row}: {s[row]}", flush=True)

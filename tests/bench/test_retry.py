@@ -12,12 +12,14 @@ spec = importlib.util.spec_from_loader("bench_run", loader)
 bench = importlib.util.module_from_spec(spec)
 loader.exec_module(bench)
 
-BOOT = {"ready_s": 3.0, "uptime_s": 1.5, "rss_mib": 2.2, "private_mib": 0.8, "first_run_cpu_ms": 9.0}
+# A complete boot-128 sample: a number for every metric the table has for the row.
+BOOT = {key: 1.0 for row, key, *_ in bench.TABLE if row == "boot-128"}
+QEMU_BOOT = {k: v for k, v in BOOT.items() if k not in bench.EMBER_ONLY}
 DENSITY = {"asked": 2, "launched": 2, "started": 2, "rate_per_s": 0.3, "mem_per_vm_mib": 40.0}
 
 
 def boot_pair():
-    return {"ember": [dict(BOOT)], "qemu": [{k: v for k, v in BOOT.items() if k != "first_run_cpu_ms"}]}
+    return {"ember": [dict(BOOT)], "qemu": [dict(QEMU_BOOT)]}
 
 
 class FakeHosts:
@@ -90,12 +92,10 @@ def test_stalled_peer_sample_counts_as_incomplete():
 def test_multi_run_rows_rerun_only_what_is_missing():
     def two_of_five(rows):
         return 125, "the test host stopped responding", {
-            "boot-128": {"ember": [dict(BOOT)] * 2,
-                         "qemu": [{k: v for k, v in BOOT.items() if k != "first_run_cpu_ms"}] * 2}}
+            "boot-128": {"ember": [dict(BOOT)] * 2, "qemu": [dict(QEMU_BOOT)] * 2}}
 
     def three_more(rows):
-        return 0, "", {"boot-128": {"ember": [dict(BOOT)] * 3,
-                                    "qemu": [{k: v for k, v in BOOT.items() if k != "first_run_cpu_ms"}] * 3}}
+        return 0, "", {"boot-128": {"ember": [dict(BOOT)] * 3, "qemu": [dict(QEMU_BOOT)] * 3}}
 
     raw, hosts = {}, FakeHosts([two_of_five, three_more])
     bench.run_guest_rows(["boot-128"], 5, hosts, raw)

@@ -42,11 +42,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     q.desc_gpa = FZ_DESC;
     q.avail_gpa = FZ_AVAIL;
     q.used_gpa = FZ_USED;
-    q.ready = true;
     q.last_avail = q.used_idx = q.signalled_used = starts[mode >> 5];
     /* nr_avail counts from the start index, so "0 chains" stays 0 for every start. */
     fake_put16(&f, FZ_AVAIL + 2, (uint16_t)(q.last_avail + in.nr_avail));
-    if (virtq_check(&q))
+    if (virtq_enable(&q))
         return 0;
     for (int n = 0; n < 2 * VIRTQ_MAX_SIZE; n++) {
         r = virtq_pop(&q, &chain);

@@ -57,6 +57,46 @@ def test_no_default_cmdline_replaces_it(ember, images, run_cmd):
     assert "i8042.noaux" not in r.out, r
 
 
+def test_virtio_devices_registered_once(ember, images, run_cmd):
+    # The DSDT describes every virtio device. With virtio_mmio.device= on the command line as
+    # well the kernel registered each twice and the second probe failed with an error line.
+    r = boot(ember, images, guest=["sh", "-c", "cat /proc/cmdline; ls /sys/bus/virtio/devices"],
+             run_cmd=run_cmd)
+    assert r.code == 0, r
+    assert "virtio_mmio.device=" not in r.out, r
+    assert "can't request region" not in r.out, r
+    assert "virtio0" in r.out.split(), r  # the entropy device, from the DSDT
+
+
+def test_virtio_cmdline_for_kernels_without_acpi(ember, images, run_cmd):
+    # acpi=off: the guest ignores the DSDT and finds the devices on its command line only
+    # (and cannot power off without ACPI: it resets, through the i8042).
+    r = boot(ember, images, "--virtio-cmdline", "--cmdline", "acpi=off",
+             guest=["sh", "-c", "cat /proc/cmdline; ls /sys/bus/virtio/devices; reboot -f"],
+             run_cmd=run_cmd)
+    assert r.code == EXIT_RESET, r
+    assert "virtio_mmio.device=4K@0x" in r.out, r
+    assert "virtio0" in r.out.split(), r
+
+
+def test_tsc_deadline_timer(ember, images, run_cmd):
+    # KVM emulates the TSC-deadline timer but leaves the CPUID bit to the VMM; without it the
+    # guest busy-waits 100 ms calibrating the LAPIC timer on every boot.
+    r = boot(ember, images, guest=["cat", "/sys/devices/system/clockevents/clockevent0/current_device"],
+             run_cmd=run_cmd)
+    assert r.code == 0, r
+    assert "lapic-deadline" in r.out.split(), r
+
+
+def test_mtrrs_enabled_so_the_guest_sets_up_pat(ember, images, run_cmd):
+    # MTRRs on with write-back as the default type, as on a PC after its firmware: with them
+    # disabled Linux skips PAT and ioremap_wc() cannot give write-combining.
+    r = boot(ember, images, guest=["sh", "-c", "dmesg | grep x86/PAT:"], run_cmd=run_cmd)
+    assert r.code == 0, r
+    assert "MTRRs disabled" not in r.out, r
+    assert re.search(r"x86/PAT: Configuration \[0-7\]: WB +WC", r.out), r
+
+
 def test_exit_status_comes_back(ember, images, run_cmd):
     r = boot(ember, images, guest=["sh", "-c", "exit 42"], run_cmd=run_cmd)
     assert "EMBER-EXIT=42" in r.out, r

@@ -19,14 +19,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#define F_SEG_MAX   (1ULL << 2)
-#define F_RO        (1ULL << 5)
-#define F_BLK_SIZE  (1ULL << 6)
-#define F_FLUSH     (1ULL << 9)
-#define F_DISCARD   (1ULL << 13)
-#define F_WZ        (1ULL << 14)
-#define F_EVENT_IDX (1ULL << 29)
-#define F_V1        (1ULL << 32)
+#define F_SEG_MAX       (1ULL << 2)
+#define F_RO            (1ULL << 5)
+#define F_BLK_SIZE      (1ULL << 6)
+#define F_FLUSH         (1ULL << 9)
+#define F_DISCARD       (1ULL << 13)
+#define F_WZ            (1ULL << 14)
+#define F_INDIRECT_DESC (1ULL << 28)
+#define F_EVENT_IDX     (1ULL << 29)
+#define F_V1            (1ULL << 32)
 
 #define T_IN      0
 #define T_OUT     1
@@ -47,6 +48,7 @@
 #define HDR_GPA    0x40000ULL /* headers, 16 bytes apart */
 #define STATUS_GPA 0x50000ULL /* status bytes, one per request of a batch */
 #define SEG_GPA    0x60000ULL /* discard / write-zeroes segments */
+#define IND_GPA    0x70000ULL /* an indirect descriptor table */
 #define DATA_GPA   0x100000ULL
 #define BACK_GPA   0x400000ULL /* where data is read back */
 
@@ -181,8 +183,9 @@ static void put_header(int i, uint32_t type, uint64_t sector)
 /* One request: header, the data segments, a status byte; returns the status (-1: no reply). */
 static int request(uint32_t type, uint64_t sector, const struct seg *data, int ndata)
 {
-    struct seg s[200];
+    struct seg s[QSIZE];
 
+    CHECK(ndata + 2 <= QSIZE);
     put_header(0, type, sector);
     s[0] = (struct seg){HDR_GPA, 16, false};
     for (int i = 0; i < ndata; i++)
@@ -290,7 +293,7 @@ static void test_identity_and_config(void)
     CHECK(f & F_WZ);
     CHECK(!(f & F_RO));
     CHECK_EQ(rd_config(0, 8), DISK_SECTORS); /* capacity */
-    CHECK_EQ(rd_config(12, 4), 128);         /* seg_max */
+    CHECK_EQ(rd_config(12, 4), 254);         /* seg_max */
     CHECK_EQ(rd_config(20, 4), 512);         /* blk_size */
     CHECK(rd_config(36, 4) > 0);             /* max_discard_sectors */
     CHECK_EQ(rd_config(40, 4), 1);           /* max_discard_seg */
@@ -441,7 +444,7 @@ static void test_bad_requests(void)
 {
     uint64_t err0;
 
-    driver_up(&dev, F_V1 | F_FLUSH | F_DISCARD | F_WZ);
+    driver_up(&dev, F_V1 | F_FLUSH | F_DISCARD | F_WZ | F_INDIRECT_DESC);
     err0 = dev.stat_errors;
     fill(DATA_GPA, 4096, 5);
     CHECK_EQ(rw(T_IN, DISK_SECTORS, BACK_GPA, 512), ST_IOERR);      /* past the end */
@@ -465,16 +468,34 @@ static void test_bad_requests(void)
         CHECK_EQ(request(T_GET_ID, 0, &r, 1), ST_IOERR);
     }
 
-    /* More data segments than seg_max. */
+    /* seg_max (254, as QEMU: with header and status, a whole queue) data segments; one more
+     * (only possible through an indirect table) is refused. */
     {
-        static struct seg many[130];
+        static struct seg many[QSIZE];
+        struct fake_buf ind = {IND_GPA, 16 * (2 + 255), F_INDIRECT};
 
-        for (int i = 0; i < 130; i++)
-            many[i] = (struct seg){BACK_GPA + 512ULL * i, 512, true};
-        CHECK_EQ(request(T_IN, 0, many, 130), ST_IOERR);
-        for (int i = 0; i < 128; i++)
-            many[i].write = false, many[i].gpa = DATA_GPA + 512ULL * (i % 8);
-        CHECK_EQ(request(T_OUT, 0, many, 128), ST_OK); /* exactly seg_max */
+        CHECK_EQ(rd_config(12, 4), 254);
+        for (int i = 0; i < 254; i++)
+            many[i] = (struct seg){DATA_GPA + 512ULL * (i % 8), 512, false};
+        CHECK_EQ(request(T_OUT, 0, many, 254), ST_OK);
+        put_header(0, T_IN, 0);
+        for (int i = 0; i < 2 + 255; i++) {
+            uint64_t gpa = i == 0 ? HDR_GPA : i == 256 ? STATUS_GPA : BACK_GPA + 512ULL * (i - 1);
+            uint32_t len = i == 0 ? 16 : i == 256 ? 1 : 512;
+            uint16_t flags = (uint16_t)((i < 256 ? 1 : 0) | (i > 0 ? 2 : 0)),
+                     next = (uint16_t)(i + 1);
+            uint8_t desc[16];
+
+            memcpy(desc, &gpa, 8);
+            memcpy(desc + 8, &len, 4);
+            memcpy(desc + 12, &flags, 2);
+            memcpy(desc + 14, &next, 2);
+            CHECK_EQ(guest_write(&fv.vm.mem, IND_GPA + 16ULL * i, desc, 16), 0);
+        }
+        fake_queue_add(&gq, &ind, 1);
+        kick();
+        CHECK(wait_used(1));
+        CHECK_EQ(status_at(0), ST_IOERR);
     }
 
     /* A header shorter than 16 bytes. */

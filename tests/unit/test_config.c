@@ -47,6 +47,11 @@ int main(void)
     CHECK_EQ(apply(&cfg, "{\"memory\": 512, \"hugepages\": false}", NULL, err), 0);
     CHECK_EQ(cfg.memory, 512ULL << 20);
     CHECK_EQ(cfg.hugepages, 0);
+    CHECK_EQ(cfg.virtio_cmdline, 0); /* the DSDT alone describes the virtio devices */
+    CHECK_EQ(apply(&cfg, "{\"virtio-cmdline\": true}", NULL, err), 0);
+    CHECK_EQ(cfg.virtio_cmdline, 1);
+    CHECK_EQ(apply(&cfg, "{\"virtio-cmdline\": false}", NULL, err), 0);
+    CHECK_EQ(cfg.virtio_cmdline, 0);
 
     /* All or nothing, and the error names the field or flag. */
     CHECK(apply(&cfg, "{\"cpus\": 4, \"memory\": \"lots\"}", NULL, err) < 0);

@@ -26,6 +26,15 @@ int main(void)
 {
     struct kvm_cpuid2 *c = make();
 
+    /* TSC-deadline timer (leaf 1 ECX bit 24): only when KVM has the capability. */
+    c->entries[0].ecx = 0;
+    cpuid_vmm_features(c, 0);
+    CHECK_EQ(c->entries[0].ecx, 0);
+    cpuid_vmm_features(c, 1);
+    CHECK_EQ(c->entries[0].ecx, 1u << 24);
+    CHECK_EQ(c->entries[5].ecx, 0x33333333); /* other leaves untouched */
+    c->entries[0].ecx = 0x33333333;
+
     cpuid_fixup(c, 3, 4);
     CHECK_EQ(c->entries[0].ebx >> 24, 3);          /* initial APIC ID */
     CHECK_EQ((c->entries[0].ebx >> 16) & 0xff, 4); /* logical processors */

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 
 int main(void)
 {
@@ -34,6 +35,26 @@ int main(void)
     CHECK_EQ(guest_write(&gm, FAKE_HOLE_START, buf, 1), -EFAULT);
     CHECK_EQ(guest_mem_low_end(&gm), 64ULL << 20);
     guest_mem_free(&gm);
+
+    /* Every region's host address agrees with its guest address modulo 2 MiB (else KVM maps
+     * guest RAM with 4 KiB pages only), however the mappings before it left the address space. */
+    for (size_t odd = 4096; odd <= 5 * 4096; odd += 4096) {
+        void *skew = mmap(NULL, odd, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+        CHECK(skew != MAP_FAILED);
+        CHECK_EQ(guest_mem_init(&gm, &fake_ram_layout, (6ULL << 20) + odd, 0), 0);
+        CHECK_EQ((uintptr_t)gm.region[0].host & ((2u << 20) - 1), 0);
+        /* The unaligned space below stays reserved, so the next mapping (a thread stack) does
+         * not end on the aligned start (its top would become a 2 MiB huge page of RSS). */
+        if (gm.below) {
+            CHECK((uint8_t *)gm.below + gm.below_size == (uint8_t *)gm.mapping);
+            CHECK(((uintptr_t)gm.below & ((2u << 20) - 1)) != 0);
+        }
+        /* the whole size is usable */
+        CHECK_EQ(guest_write(&gm, (6ULL << 20) + odd - 1, buf, 1), 0);
+        guest_mem_free(&gm);
+        munmap(skew, odd);
+    }
 
     /* Large guest: split around the 32-bit MMIO hole. */
     CHECK_EQ(guest_mem_init(&gm, &fake_ram_layout, 5ULL << 30, 0), 0);

@@ -102,8 +102,8 @@ static void setup(uint16_t size, uint16_t start)
     q.desc_gpa = DESC_GPA;
     q.avail_gpa = AVAIL_GPA;
     q.used_gpa = USED_GPA;
-    q.ready = true;
     q.kick_fd = -1;
+    CHECK_EQ(virtq_enable(&q), 0);
     q.last_avail = q.used_idx = q.signalled_used = start;
     wr16(USED_GPA + 2, start);
     set_avail_idx(start);
@@ -199,6 +199,20 @@ static void test_read_write_chain(void)
     CHECK(memcmp(guest_ptr(&gm, DATA_GPA + 0x1200, 6), "yz6789", 6) == 0);
     CHECK_EQ(virtq_chain_write(&chain, 9, "!!", 2), 1);
     CHECK_EQ(virtq_chain_write(&chain, 10, "!", 1), 0);
+
+    /* The same parts as iovecs into guest memory, from an offset, for a length, bounded. */
+    {
+        struct iovec iov[4];
+
+        CHECK_EQ(virtq_chain_iov(&chain, false, 2, SIZE_MAX, iov, 4), 2);
+        CHECK(iov[0].iov_base == guest_ptr(&gm, DATA_GPA + 2, 1) && iov[0].iov_len == 1);
+        CHECK(iov[1].iov_base == guest_ptr(&gm, DATA_GPA + 0x100, 5) && iov[1].iov_len == 5);
+        CHECK_EQ(virtq_chain_iov(&chain, true, 3, 2, iov, 4), 2);
+        CHECK(iov[0].iov_base == guest_ptr(&gm, DATA_GPA + 0x1003, 1) && iov[0].iov_len == 1);
+        CHECK(iov[1].iov_base == guest_ptr(&gm, DATA_GPA + 0x1200, 1) && iov[1].iov_len == 1);
+        CHECK_EQ(virtq_chain_iov(&chain, true, 10, SIZE_MAX, iov, 4), 0);
+        CHECK_EQ(virtq_chain_iov(&chain, true, 0, SIZE_MAX, iov, 1), -E2BIG);
+    }
 
     CHECK_EQ(virtq_push(&q, chain.head, 10), 0);
     CHECK_EQ(rd32(USED_GPA + 4), 5);
@@ -509,18 +523,20 @@ static void test_event_idx(void)
     CHECK_EQ(virtq_push(&q, 3, 4), 0);
     CHECK(!virtq_should_notify(&q));
 
-    /* avail_event follows last_avail after each pop, and when the ring runs empty. */
+    /* avail_event moves when the ring runs empty, not while entries are pending: the driver
+     * need not kick for entries it adds while the device is still taking them. */
     setup(8, 65534);
     q.event_idx = true;
+    wr16(USED_GPA + 4 + 8ULL * q.size, 65534);
     desc(0, DATA_GPA, 4, 0, 0);
     avail_add(0);
     avail_add(0);
     avail_add(0);
     CHECK_EQ(virtq_pop(&q, &chain), 1);
-    CHECK_EQ(avail_event(), 65535);
+    CHECK_EQ(avail_event(), 65534);
     CHECK_EQ(virtq_pop(&q, &chain), 1);
-    CHECK_EQ(avail_event(), 0);
     CHECK_EQ(virtq_pop(&q, &chain), 1);
+    CHECK_EQ(avail_event(), 65534);
     CHECK_EQ(virtq_pop(&q, &chain), VIRTQ_EMPTY);
     CHECK_EQ(avail_event(), 1);
     wr16(USED_GPA + 4 + 8ULL * q.size, 42);
@@ -534,6 +550,25 @@ static void test_event_idx(void)
     CHECK_EQ(virtq_pop(&q, &chain), 1);
     CHECK_EQ(virtq_pop(&q, &chain), VIRTQ_EMPTY);
     CHECK_EQ(avail_event(), 0);
+}
+
+/* virtq_add_used fills used elements; the guest sees them when the index is published, once
+ * per batch (virtq_publish_used, or the interrupt decision). */
+static void test_used_batch(void)
+{
+    setup(8, 0);
+    CHECK_EQ(virtq_add_used(&q, 2, 7), 0);
+    CHECK_EQ(virtq_add_used(&q, 5, 9), 0);
+    CHECK_EQ(used_idx(), 0);
+    CHECK_EQ(rd32(USED_GPA + 4), 2);
+    CHECK_EQ(rd32(USED_GPA + 12), 5);
+    CHECK_EQ(rd32(USED_GPA + 16), 9);
+    CHECK_EQ(virtq_add_used(&q, 8, 0), -EINVAL); /* head beyond the table */
+    virtq_publish_used(&q);
+    CHECK_EQ(used_idx(), 2);
+    CHECK_EQ(virtq_add_used(&q, 1, 0), 0);
+    CHECK(virtq_should_notify(&q));
+    CHECK_EQ(used_idx(), 3);
 }
 
 static void test_no_interrupt(void)
@@ -648,6 +683,7 @@ int main(void)
     test_addresses();
     test_big_memory();
     test_event_idx();
+    test_used_batch();
     test_no_interrupt();
     test_check();
     guest_mem_free(&gm);

@@ -149,15 +149,21 @@ static int add(struct packer *p, const char *host, const char *guest, int depth)
     return 0;
 }
 
-int copyin_pack(const char *const *specs, int n, char *path, size_t pathlen)
+int copyin_pack(const char *const *specs, int n, const char *dir, char *path, size_t pathlen)
 {
     const char *tmp = getenv("TMPDIR");
     struct packer p = {.fd = -1};
 
-    snprintf(path, pathlen, "%s/ember-copyin.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!dir)
+        dir = tmp && *tmp ? tmp : "/tmp";
+    snprintf(path, pathlen, "%s/ember-copyin.XXXXXX", dir);
     p.fd = mkstemp(path);
-    if (p.fd < 0)
-        return log_errno("--copy-in: cannot create the image in $TMPDIR");
+    if (p.fd < 0) {
+        int err = errno;
+
+        log_err("--copy-in: cannot create the image in %s: %s", dir, strerror(err));
+        return -err;
+    }
     fchmod(p.fd, 0644); /* readable by the jail's unprivileged user */
     for (int i = 0; i < n && !p.err; i++) {
         char host[PATH_MAX];

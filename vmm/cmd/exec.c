@@ -2,6 +2,7 @@
 #include "exec.h"
 #include "arch.h"
 #include "exec_io.h"
+#include "exec_spec.h"
 #include "exec_snapshot.h"
 #include "exitcode.h"
 #include "jail.h"
@@ -25,35 +26,8 @@
 #endif
 #define NOBODY 65534
 
-/* The command spec the guest init reads from the stdin port: "EMBX", a little-endian length,
- * then NUL-terminated entries: a<arg> e<K=V> w<dir> r<bytes> (overlay root disk of that size)
- * c<bytes> (copy-in disk) n (net) m<MAC> (eth0's address) s<hex> (entropy for the guest's
- * random number generator) t<sec.nsec> (the time; restored VMs only). A restored guest's
- * disks may have changed size and content since the snapshot: the sizes let it wait for
- * the new one. */
-struct spec {
-    uint8_t *buf;
-    size_t len, cap;
-};
-
-static int spec_add(struct spec *s, char kind, const char *val)
-{
-    size_t n = strlen(val) + 2;
-
-    if (s->len + n > s->cap) {
-        size_t cap = (s->len + n) * 2 + 256;
-        uint8_t *b = realloc(s->buf, cap);
-        if (!b)
-            return -ENOMEM;
-        s->buf = b;
-        s->cap = cap;
-    }
-    s->buf[s->len] = (uint8_t)kind;
-    memcpy(s->buf + s->len + 1, val, n - 1);
-    s->len += n;
-    return 0;
-}
-
+/* The command spec (guest-images/init/proto.h lists the entries). A restored guest's disks may
+ * have changed size and content since the snapshot: the sizes let it wait for the new one. */
 static long long file_size(const char *path)
 {
     struct stat st;
@@ -63,7 +37,7 @@ static long long file_size(const char *path)
 
 /* Entropy of the host's for this VM alone: a restored guest reseeds with it, so clones of one
  * snapshot do not share their random numbers. */
-static int add_seed(struct spec *s)
+static int add_seed(struct exec_spec *s)
 {
     uint8_t seed[32];
     char hex[2 * sizeof(seed) + 1];
@@ -72,63 +46,48 @@ static int add_seed(struct spec *s)
         return -EIO;
     for (size_t i = 0; i < sizeof(seed); i++)
         snprintf(hex + 2 * i, 3, "%02x", seed[i]);
-    return spec_add(s, 's', hex);
+    exec_spec_add(s, SPEC_SEED, hex);
+    return 0;
 }
 
-static int build_spec(const struct exec_config *x, const char *copyin, struct spec *s)
+/* The host's time: a restored guest's clock stood still since the snapshot. */
+static void add_clock(struct exec_spec *s)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_REALTIME, &now);
+    exec_spec_addf(s, SPEC_CLOCK, "%lld.%09ld", (long long)now.tv_sec, now.tv_nsec);
+}
+
+static int build_spec(const struct exec_config *x, const char *copyin, struct exec_spec *s)
 {
     const struct vm_config *cfg = &x->vm;
-    char val[64];
-    uint32_t body;
-    int err = 0;
 
-    s->cap = 4096;
-    s->buf = malloc(s->cap);
-    if (!s->buf)
-        err = -ENOMEM;
-    s->len = 8; /* magic and length, filled in last */
-    for (int i = 0; !err && i < x->argc; i++)
-        err = spec_add(s, 'a', x->argv[i]);
-    for (int i = 0; !err && i < x->nr_env; i++)
-        err = spec_add(s, 'e', x->env[i]);
-    if (!err && x->workdir)
-        err = spec_add(s, 'w', x->workdir);
-    snprintf(val, sizeof(val), "%lld", x->rootfs ? file_size(x->rootfs) : 0);
-    if (!err && x->rootfs)
-        err = spec_add(s, 'r', val);
-    snprintf(val, sizeof(val), "%lld", copyin ? file_size(copyin) : 0);
-    if (!err && copyin)
-        err = spec_add(s, 'c', val);
-    if (!err && x->net_user) {
+    exec_spec_init(s);
+    for (int i = 0; i < x->argc; i++)
+        exec_spec_add(s, SPEC_ARG, x->argv[i]);
+    for (int i = 0; i < x->nr_env; i++)
+        exec_spec_add(s, SPEC_ENV, x->env[i]);
+    if (x->workdir)
+        exec_spec_add(s, SPEC_WORKDIR, x->workdir);
+    if (x->rootfs)
+        exec_spec_addf(s, SPEC_OVERLAY, "%lld", file_size(x->rootfs));
+    if (copyin)
+        exec_spec_addf(s, SPEC_COPYIN, "%lld", file_size(copyin));
+    if (x->net_user) {
         const uint8_t *m = cfg->net[0].mac;
 
-        snprintf(val, sizeof(val), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4],
-                 m[5]);
-        err = spec_add(s, 'n', "");
-        if (!err)
-            err = spec_add(s, 'm', val);
+        exec_spec_add(s, SPEC_NET, "");
+        exec_spec_addf(s, SPEC_MAC, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4],
+                       m[5]);
     }
-    if (!err)
-        err = add_seed(s);
-    if (!err && cfg->snap) {
-        struct timespec now;
-
-        clock_gettime(CLOCK_REALTIME, &now);
-        snprintf(val, sizeof(val), "%lld.%09ld", (long long)now.tv_sec, now.tv_nsec);
-        err = spec_add(s, 't', val);
+    if (add_seed(s)) {
+        log_err("exec: no entropy from getrandom");
+        return -EIO;
     }
-    if (err) {
-        log_err("exec: %s", err == -EIO ? "no entropy from getrandom" : "out of memory");
-        return err;
-    }
-    if (s->len - 8 > (1 << 20)) {
-        log_err("exec: the command and environment take %zu bytes; at most 1 MiB", s->len - 8);
-        return -E2BIG;
-    }
-    body = (uint32_t)(s->len - 8);
-    memcpy(s->buf, "EMBX", 4);
-    memcpy(s->buf + 4, &body, 4);
-    return 0;
+    if (cfg->snap)
+        add_clock(s);
+    return exec_spec_finish(s);
 }
 
 /* With --net user, eth0 gets an address of its own: a clone's differs from the snapshot's. */
@@ -142,8 +101,7 @@ static void random_mac(struct net_config *n)
     n->mac_set = 1;
 }
 
-/* A stream of our own for stdout/stderr that never blocks (outstream.h). */
-static void open_stream(struct out_stream *o, int fd, const char *what)
+void exec_open_stream(struct out_stream *o, int fd, const char *what)
 {
     int err = out_stream_open(o, fd);
 
@@ -152,13 +110,35 @@ static void open_stream(struct out_stream *o, int fd, const char *what)
                  what);
 }
 
+const char *exec_images_dir(void)
+{
+    static char installed[PATH_MAX + 32];
+    const char *dir = getenv("EMBER_IMAGES_DIR");
+    char exe[PATH_MAX], probe[PATH_MAX + 64], *slash;
+    ssize_t n;
+
+    if (dir && *dir)
+        return dir;
+    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(installed, sizeof(installed), "%s/../share/ember/images", exe);
+            snprintf(probe, sizeof(probe), "%s/bzImage", installed);
+            if (access(probe, R_OK) == 0)
+                return installed;
+        }
+    }
+    return EMBER_IMAGES_DEFAULT;
+}
+
 static void default_images(struct vm_config *cfg)
 {
-    static char kernel[PATH_MAX], initrd[PATH_MAX];
-    const char *dir = getenv("EMBER_IMAGES_DIR");
+    static char kernel[PATH_MAX + 64], initrd[PATH_MAX + 64];
+    const char *dir = exec_images_dir();
 
-    if (!dir || !*dir)
-        dir = EMBER_IMAGES_DEFAULT;
     if (!cfg->kernel) {
         snprintf(kernel, sizeof(kernel), "%s/%s", dir, arch_map.kernel_image);
         cfg->kernel = kernel;
@@ -169,7 +149,7 @@ static void default_images(struct vm_config *cfg)
     }
 }
 
-static int add_disk(struct vm_config *cfg, const char *path, const char *id)
+static int add_disk(struct vm_config *cfg, const char *path, const char *id, int readonly)
 {
     struct disk_config *d = &cfg->disk[cfg->nr_disks];
 
@@ -179,7 +159,7 @@ static int add_disk(struct vm_config *cfg, const char *path, const char *id)
     }
     snprintf(d->path, sizeof(d->path), "%s", path);
     snprintf(d->id, sizeof(d->id), "%s", id);
-    d->readonly = 1;
+    d->readonly = readonly;
     cfg->nr_disks++;
     return 0;
 }
@@ -223,29 +203,33 @@ static int choose_jail(struct exec_config *x, char *tmpdir, size_t len)
 
 int exec_exit_code(const struct exec_io *io, int code)
 {
+    int fail = io->fail_code ? io->fail_code : EXIT_VMM_ERROR;
+
     switch ((enum vm_stop_reason)io->stop_reason) {
     case STOP_POWEROFF:
         if (io->guest_status >= 0)
             return io->guest_status;
         log_err("exec: the guest powered off without reporting the command's status; is the "
                 "initramfs ember's (guest-images)?");
-        return EXIT_VMM_ERROR;
+        return fail;
     case STOP_TIMEOUT:
         log_err("exec: the command did not finish within --timeout %u s; the VM was stopped",
                 io->timeout_s);
         return EXIT_TIMEOUT;
     case STOP_RESET:
         log_err("exec: the guest rebooted before the command finished");
-        return EXIT_VMM_ERROR;
+        return fail;
     case STOP_PANIC:
         log_err("exec: the guest kernel panicked");
-        return EXIT_VMM_ERROR;
+        return fail;
     case STOP_CRASH:
         log_err("exec: KVM could not go on running the guest");
-        return EXIT_VMM_ERROR;
+        return fail;
     case STOP_SIGNAL:
         return code;
     default:
+        if (io->fail_code) /* ember-oci: the VM died; never a status the workload could give */
+            return fail;
         return code == 0 ? EXIT_VMM_ERROR : code;
     }
 }
@@ -253,13 +237,11 @@ int exec_exit_code(const struct exec_io *io, int code)
 int ember_exec(struct exec_config *x, const struct timespec *start)
 {
     struct vm_config *cfg = &x->vm;
-    struct exec_io io = {.in_fd = STDIN_FILENO,
-                         .out.fd = -1,
-                         .err.fd = -1,
-                         .stop_reason = STOP_NONE,
-                         .guest_status = -1};
+    struct exec_io own = {
+            .in_fd = STDIN_FILENO, .out.fd = -1, .err.fd = -1, .ready_fd = -1, .exit_fd = -1};
+    struct exec_io *io = x->io ? x->io : &own;
     static struct exec_cache cache;
-    struct spec spec = {0};
+    struct exec_spec spec = {0};
     char image[PATH_MAX] = "", jaildir[PATH_MAX] = "";
     int code = EXIT_VMM_ERROR;
 
@@ -268,24 +250,28 @@ int ember_exec(struct exec_config *x, const struct timespec *start)
     cfg->console = CONSOLE_KIND_NONE; /* kernel messages stay out of CMD's streams */
     cfg->cmdline = "ember.exec=1";
     cfg->on_reboot = ON_REBOOT_EXIT;
-    cfg->exec = &io;
+    cfg->exec = io;
     cfg->given = ~0ULL; /* a snapshot must fit this machine exactly */
-    io.timeout_s = x->timeout_s;
+    io->stop_reason = STOP_NONE;
+    io->guest_status = -1;
+    io->timeout_s = x->timeout_s;
     if (x->timeout_s) {
-        io.deadline = *start;
-        io.deadline.tv_sec += x->timeout_s;
+        io->deadline = *start;
+        io->deadline.tv_sec += x->timeout_s;
     }
-    if (x->rootfs && add_disk(cfg, x->rootfs, "ember-root")) {
+    if (x->rootfs && add_disk(cfg, x->rootfs, "ember-root", !x->rootfs_rw)) {
         code = EXIT_USAGE;
         goto out;
     }
+    if (x->files_image && add_disk(cfg, x->files_image, "ember-copyin", 1))
+        goto out;
     if (x->nr_copy_in) {
-        if (copyin_pack(x->copy_in, x->nr_copy_in, image, sizeof(image))) {
+        if (copyin_pack(x->copy_in, x->nr_copy_in, NULL, image, sizeof(image))) {
             image[0] = '\0';
             code = EXIT_USAGE;
             goto out;
         }
-        if (add_disk(cfg, image, "ember-copyin"))
+        if (add_disk(cfg, image, "ember-copyin", 1))
             goto out;
     }
     if (x->net_user) {
@@ -296,19 +282,35 @@ int ember_exec(struct exec_config *x, const struct timespec *start)
     }
     if (!x->no_snapshot)
         exec_cache_prepare(x, &cache);
-    if (build_spec(x, image[0] ? image : NULL, &spec))
-        goto out;
-    io.spec = spec.buf;
-    io.spec_len = spec.len;
+    if (!x->io) {
+        if (build_spec(x, image[0] ? image : NULL, &spec))
+            goto out;
+    } else { /* ember-oci brings its own spec: this VM's entropy and time go with it */
+        exec_spec_copy(&spec, io->spec, io->spec_len);
+        if (add_seed(&spec)) {
+            log_err("exec: no entropy from getrandom");
+            goto out;
+        }
+        if (cfg->snap)
+            add_clock(&spec);
+        if (exec_spec_finish(&spec))
+            goto out;
+    }
+    io->spec = spec.buf;
+    io->spec_len = spec.len;
     if (choose_jail(x, jaildir, sizeof(jaildir))) {
         code = EXIT_USAGE;
         goto out;
     }
-    open_stream(&io.out, STDOUT_FILENO, "stdout");
-    open_stream(&io.err, STDERR_FILENO, "stderr");
+    if (!x->io) {
+        exec_open_stream(&io->out, STDOUT_FILENO, "stdout");
+        exec_open_stream(&io->err, STDERR_FILENO, "stderr");
+    }
     code = ember_run(cfg, start);
-    out_stream_close(&io.out);
-    out_stream_close(&io.err);
+    if (jail_signal_fd() >= 0 || !cfg->jail.dir) /* not the jail's supervisor */
+        exec_agent_finish(io, code);
+    out_stream_close(&io->out);
+    out_stream_close(&io->err);
 out:
     if (jail_signal_fd() < 0) { /* the jailed child leaves this to the supervisor */
         exec_cache_finish(&cache);
@@ -317,6 +319,6 @@ out:
         if (jaildir[0])
             rmdir(jaildir);
     }
-    free(spec.buf);
+    exec_spec_free(&spec);
     return code;
 }

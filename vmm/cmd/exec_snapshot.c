@@ -1,6 +1,7 @@
 /* `ember exec`'s snapshot cache: one "ready for a command" snapshot per kernel, initramfs,
  * ember build, host and machine shape, so that only the first exec of them boots. */
 #include "exec.h"
+#include "exec_io.h"
 #include "exec_snapshot.h"
 #include "log.h"
 #include "snapshot.h"
@@ -41,18 +42,17 @@ static int mkdirs(const char *path)
     return mkdir(tmp, 0700) < 0 && errno != EEXIST ? -errno : 0;
 }
 
-/* $EMBER_CACHE_DIR, else $XDG_CACHE_HOME/ember, else $HOME/.cache/ember; then exec-snapshots. */
-static int cache_root(char *out, size_t n)
+int exec_cache_dir(const char *sub, char *out, size_t n)
 {
     const char *e = getenv("EMBER_CACHE_DIR"), *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
     int len;
 
     if (e && *e)
-        len = snprintf(out, n, "%s/exec-snapshots", e);
+        len = snprintf(out, n, "%s/%s", e, sub);
     else if (x && *x)
-        len = snprintf(out, n, "%s/ember/exec-snapshots", x);
+        len = snprintf(out, n, "%s/ember/%s", x, sub);
     else if (h && *h)
-        len = snprintf(out, n, "%s/.cache/ember/exec-snapshots", h);
+        len = snprintf(out, n, "%s/.cache/ember/%s", h, sub);
     else
         return -ENOENT;
     return len < 0 || (size_t)len >= n ? -ENAMETOOLONG : 0;
@@ -163,9 +163,10 @@ static int entry_key(const struct exec_config *x, const char *root, char out[HAS
     host_identity(host, sizeof(host));
     snprintf(key, sizeof(key),
              "ember exec snapshot|format %d|kernel %s|initrd %s|host %s|cpus %d|memory %llu|"
-             "rootfs %d|copy-in %d|net %d",
+             "rootfs %d|copy-in %d|net %d|oci %d",
              SNAP_FORMAT_VERSION, kernel, initrd, host, cfg->cpus, (unsigned long long)cfg->memory,
-             x->rootfs != NULL, x->nr_copy_in > 0, x->net_user);
+             x->rootfs != NULL, x->nr_copy_in > 0 || x->files_image, x->net_user,
+             x->io && x->io->ctl);
     hex128(XXH3_128bits(key, strlen(key)), out);
     return 0;
 }
@@ -214,7 +215,7 @@ int exec_cache_prepare(struct exec_config *x, struct exec_cache *c)
     c->out.state_fd = c->out.mem_fd = -1;
     if (!snap_arch_supported())
         return -1; /* no snapshots on this architecture (yet): every exec boots */
-    err = cache_root(root, sizeof(root));
+    err = exec_cache_dir("exec-snapshots", root, sizeof(root));
     snprintf(hashes, sizeof(hashes), "%s/hashes", root);
     if (!err)
         err = mkdirs(hashes);

@@ -3,6 +3,7 @@
 #include "exec.h"
 #include "exitcode.h"
 #include "log.h"
+#include "oci.h"
 #include "run.h"
 #include "snapshot_cli.h"
 
@@ -22,6 +23,7 @@ static void usage(FILE *f)
                "Commands:\n"
                "  run       boot a Linux kernel in a microVM (ember run --help)\n"
                "  exec      run one command in a throwaway microVM (ember exec --help)\n"
+               "  oci       the OCI runtime, as `ember-oci` (ember oci --help)\n"
                "  snapshot  save a running VM through its control socket (ember snapshot --help)\n"
                "  version   print ember's version\n"
                "  help      this help\n");
@@ -37,6 +39,13 @@ int main(int argc, char **argv)
     /* A reader that went away (stderr, a console pipe, a control client, the jail's relay) is
      * an error return, never a death that skips the exit code and the cleanup. */
     signal(SIGPIPE, SIG_IGN);
+    /* ember-oci: the OCI runtime (a link to ember under that name, as containerd's BinaryName
+     * and podman's --runtime take a bare path) */
+    const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+    if (!strcmp(base, "ember-oci"))
+        return oci_main(argc, argv);
+    if (argc >= 2 && !strcmp(argv[1], "oci"))
+        return oci_main(argc - 1, argv + 1);
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

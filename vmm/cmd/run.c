@@ -43,7 +43,7 @@ struct machine {
     const struct vm_config *cfg;
     struct virtio_dev virtio[MAX_VIRTIO];
     int nr_virtio;
-    char virtio_params[MAX_VIRTIO * 40]; /* virtio_mmio.device=... for the command line */
+    char virtio_params[MAX_VIRTIO * 40]; /* virtio_mmio.device=... (--virtio-cmdline) */
     struct console con_off;              /* the UART's console when hvc0 is the console */
     struct timespec start_wall;
     int kvm_fd;
@@ -230,6 +230,8 @@ static void on_signal(struct loop_handler *h, uint32_t events)
         m->prelaunch_signal = (int)si.ssi_signo;
         return;
     }
+    if (exec_agent_host_signal(m->cfg->exec, (int)si.ssi_signo))
+        return; /* ember-oci: the workload's signal, or the terminal's new size */
     log_info("stopping the VM on signal %d (%s)", (int)si.ssi_signo, strsignal((int)si.ssi_signo));
     m->vm.stop_signal = (int)si.ssi_signo;
     vm_request_stop(&m->vm, STOP_SIGNAL);
@@ -333,7 +335,10 @@ static int add_virtio(struct machine *m, int err)
             d->ops->destroy(d);
         return EXIT_VMM_ERROR;
     }
-    if (arch_map.virtio_cmdline)
+    /* The DSDT describes every device; a kernel that also finds it on its command line
+     * registers it twice, and the second probe fails with an error line on the console.
+     * Architectures described by a device tree never announce them there. */
+    if (m->cfg->virtio_cmdline && arch_map.virtio_cmdline)
         snprintf(m->virtio_params + used, sizeof(m->virtio_params) - used,
                  "%svirtio_mmio.device=4K@0x%llx:%u", used ? " " : "", (unsigned long long)base,
                  irq);
@@ -503,15 +508,25 @@ static int check_file(const char *flag, const char *path)
 
 /* ---- running ---- */
 
+void run_host_signals(const struct vm_config *cfg, sigset_t *mask)
+{
+    static const int forwarded[] = {SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+
+    sigemptyset(mask);
+    sigaddset(mask, SIGINT);
+    sigaddset(mask, SIGTERM);
+    sigaddset(mask, SIGHUP);
+    if (cfg->exec && cfg->exec->ctl) /* ember-oci passes these on to the workload */
+        for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
+            sigaddset(mask, forwarded[i]);
+}
+
 static int setup_host(struct machine *m)
 {
     sigset_t mask;
     int err;
 
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGHUP);
+    run_host_signals(m->cfg, &mask);
     if (pthread_sigmask(SIG_BLOCK, &mask, NULL))
         return -EINVAL;
     m->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -746,7 +761,9 @@ int ember_run(struct vm_config *cfg, const struct timespec *start_wall)
         code = EXIT_USAGE;
         goto out;
     }
-    if (m->ctl) /* system_reset builds the VM again; blockdev-change-medium opens files */
+    /* system_reset builds the VM again; blockdev-change-medium opens files (not for ember-oci,
+     * whose socket offers neither) */
+    if (m->ctl && !control_serves_container(m->ctl))
         sandbox_allow_rebuild(1);
     if (m->ctl || cfg->snap_out) /* snapshot-save, exec's ready snapshot */
         sandbox_allow_snapshot(1);

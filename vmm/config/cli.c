@@ -118,6 +118,8 @@ void cli_usage_run(void)
            "                         host-loopback=on the guest reaches the host's 127.0.0.1 as\n"
            "                         10.0.2.2 (off by default: the guest is not trusted)\n"
            "  --no-rng               no virtio-rng entropy device\n"
+           "  --virtio-cmdline       also describe the virtio devices on the kernel command\n"
+           "                         line (virtio_mmio.device=), for kernels without ACPI\n"
            "  --boot-timer           print the time from ember's start to guest userspace\n"
            "  --on-reboot exit|restart\n"
            "                         when the guest reboots: exit with code 120 (default),\n"
@@ -157,6 +159,7 @@ enum {
     OPT_DISK,
     OPT_NET,
     OPT_NO_RNG,
+    OPT_VIRTIO_CMDLINE,
     OPT_API_SOCK,
     OPT_CONFIG,
     OPT_RESTORE,
@@ -176,6 +179,7 @@ static const struct option run_options[] = {
         {"disk", required_argument, NULL, OPT_DISK},
         {"net", required_argument, NULL, OPT_NET},
         {"no-rng", no_argument, NULL, OPT_NO_RNG},
+        {"virtio-cmdline", no_argument, NULL, OPT_VIRTIO_CMDLINE},
         {"api-sock", required_argument, NULL, OPT_API_SOCK},
         {"config", required_argument, NULL, OPT_CONFIG},
         {"restore", required_argument, NULL, OPT_RESTORE},
@@ -264,6 +268,9 @@ static int parse_one(int opt, const char *arg, struct vm_config *cfg)
         return 0;
     case OPT_NO_RNG:
         cfg->no_rng = 1;
+        return 0;
+    case OPT_VIRTIO_CMDLINE:
+        cfg->virtio_cmdline = 1;
         return 0;
     case OPT_API_SOCK:
         cfg->api_sock = arg;

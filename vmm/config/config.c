@@ -179,6 +179,8 @@ static int apply_bool(struct vm_config *cfg, const char *key, json_object *v, ch
         field = &cfg->no_default_cmdline;
     else if (strcmp(key, "no-rng") == 0)
         field = &cfg->no_rng;
+    else if (strcmp(key, "virtio-cmdline") == 0)
+        field = &cfg->virtio_cmdline;
     else if (strcmp(key, "boot-timer") == 0)
         field = &cfg->boot_timer;
     if (!field)
@@ -472,6 +474,7 @@ json_object *config_to_json(const struct vm_config *cfg)
         json_object_array_add(a, net_json(&cfg->net[i]));
     json_object_object_add(o, "net", a);
     json_object_object_add(o, "no-rng", json_object_new_boolean(cfg->no_rng));
+    json_object_object_add(o, "virtio-cmdline", json_object_new_boolean(cfg->virtio_cmdline));
     json_object_object_add(o, "boot-timer", json_object_new_boolean(cfg->boot_timer));
     add_str(o, "on-reboot", cfg->on_reboot == ON_REBOOT_RESTART ? "restart" : "exit");
     a = json_object_new_array();

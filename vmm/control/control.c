@@ -62,6 +62,7 @@ int control_open(struct control **out, struct vm_config *cfg, struct loop *loop,
         control_close(c, 0);
         return err;
     }
+    control_agent_attach(c);
     *out = c;
     return 0;
 }

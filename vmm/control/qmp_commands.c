@@ -336,7 +336,8 @@ static const char *const configurable[] = {
         "kernel",    "initrd", "cmdline",   "no-default-cmdline",
         "cpus",      "memory", "hugepages", "console",
         "disk",      "net",    "no-rng",    "boot-timer",
-        "on-reboot", "args",   "restore",   NULL,
+        "on-reboot", "args",   "restore",   "virtio-cmdline",
+        NULL,
 };
 
 /* A kernel or initrd must be a readable regular file, said now rather than at `cont`. */
@@ -604,6 +605,8 @@ static const char *const args_change_medium[] = {
         "?device:s", "?id:s", "filename:s", "?format:s", "?read-only-mode:s", "?force:b", NULL,
 };
 
+static const char *const args_signal[] = {"signal:i", "?all:b", NULL};
+
 static const struct command commands[] = {
         {"query-version", cmd_query_version, ST_ANY, NULL},
         {"query-commands", cmd_query_commands, ST_ANY, NULL},
@@ -620,6 +623,8 @@ static const struct command commands[] = {
         {"blockdev-change-medium", cmd_change_medium, ST_VM, args_change_medium},
         {"snapshot-save", cmd_snapshot_save, ST_VM, args_snapshot_save},
         {"quit", cmd_quit, ST_PRE | ST_VM, NULL},
+        {"x-ember-start", control_cmd_start, ST_VM, NULL},
+        {"x-ember-signal", control_cmd_signal, ST_VM, args_signal},
 };
 
 #define NR_COMMANDS (int)(sizeof(commands) / sizeof(commands[0]))
@@ -664,6 +669,9 @@ enum qmp_result control_dispatch(void *opaque, struct qmp_request *req)
         return qmp_error(req, NULL, "'%s' is not possible now (state: %s)", cmd->name,
                          state_names[c->state]);
     }
+    if (control_serves_container(c) &&
+        (cmd->fn == cmd_system_reset || cmd->fn == cmd_change_medium))
+        return qmp_error(req, NULL, "'%s' is not available for a container (ember-oci)", cmd->name);
     if (cmd->fn != cmd_configure) {
         r = check_args(cmd, req);
         if (r != QMP_OK)

@@ -6,12 +6,40 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#define HUGE_2M (2ULL << 20)
+
+/* A 2 MiB-aligned stretch of address space for guest RAM: KVM maps guest RAM with 2 MiB pages
+ * only where guest-physical and host-virtual addresses agree modulo 2 MiB (and the host backs
+ * them with a huge page), else every 4 KiB page costs the guest a nested page fault exit.
+ * Reserves 2 MiB more and gives back the tail. The unaligned head stays reserved (PROT_NONE,
+ * no memory, in gm->below): unmapped, the next thread stack would end on the aligned start and
+ * its top 2 MiB become a transparent huge page, 2 MiB of RSS for a few KiB of stack. */
+static uint8_t *reserve_aligned(struct guest_mem *gm, uint64_t size)
+{
+    uint8_t *p = mmap(NULL, size + HUGE_2M, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                      -1, 0);
+    uint8_t *start;
+    size_t head;
+
+    if (p == MAP_FAILED)
+        return NULL;
+    start = (uint8_t *)(((uintptr_t)p + HUGE_2M - 1) & ~(uintptr_t)(HUGE_2M - 1));
+    head = (size_t)(start - p);
+    if (head) {
+        gm->below = p;
+        gm->below_size = head;
+    }
+    munmap(start + size, HUGE_2M - head);
+    return start;
+}
+
 /* Anonymous RAM (fd < 0), or a private copy-on-write mapping of a snapshot's memory file. */
 static int map_ram(struct guest_mem *gm, const struct guest_ram_layout *l, uint64_t ram_size,
                    int hugepages, int fd)
 {
     int flags = MAP_PRIVATE | MAP_NORESERVE | (fd < 0 ? MAP_ANONYMOUS : 0);
     uint64_t low = ram_size;
+    uint8_t *at = NULL;
     void *p;
 
     memset(gm, 0, sizeof(*gm));
@@ -19,11 +47,25 @@ static int map_ram(struct guest_mem *gm, const struct guest_ram_layout *l, uint6
         l->hole_end < l->hole_start || l->hole_end > (1ULL << 46) ||
         (l->hole_start != l->hole_end && l->hole_start <= l->base))
         return -EINVAL;
-    if (hugepages)
-        flags |= MAP_HUGETLB;
-    p = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, flags, fd, 0);
-    if (p == MAP_FAILED)
-        return -errno;
+    if (hugepages) {
+        flags |= MAP_HUGETLB; /* aligned by construction */
+    } else {
+        at = reserve_aligned(gm, ram_size);
+        if (!at)
+            return -errno;
+        flags |= MAP_FIXED; /* over our own reservation */
+    }
+    p = mmap(at, ram_size, PROT_READ | PROT_WRITE, flags, fd, 0);
+    if (p == MAP_FAILED) {
+        int err = -errno;
+
+        if (at)
+            munmap(at, ram_size);
+        if (gm->below)
+            munmap(gm->below, gm->below_size);
+        memset(gm, 0, sizeof(*gm));
+        return err;
+    }
     /* Guest RAM should never end up in a core dump of ember. */
     madvise(p, ram_size, MADV_DONTDUMP);
     gm->mapping = p;
@@ -57,6 +99,8 @@ void guest_mem_free(struct guest_mem *gm)
 {
     if (gm->mapping)
         munmap(gm->mapping, gm->mapping_size);
+    if (gm->below)
+        munmap(gm->below, gm->below_size);
     memset(gm, 0, sizeof(*gm));
 }
 

@@ -204,12 +204,12 @@ int vm_start(struct vm *vm)
     sigset_t mask, old;
     int err;
 
-    /* SIGUSR1 kicks a vCPU out of KVM_RUN; no SA_RESTART so the ioctl returns EINTR. */
+    /* VCPU_KICK_SIGNAL kicks a vCPU out of KVM_RUN; no SA_RESTART: the ioctl returns EINTR. */
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGUSR1, &sa, NULL) < 0)
+    if (sigaction(VCPU_KICK_SIGNAL, &sa, NULL) < 0)
         return -errno;
     sigemptyset(&mask);
-    sigaddset(&mask, SIGUSR1);
+    sigaddset(&mask, VCPU_KICK_SIGNAL);
     pthread_sigmask(SIG_UNBLOCK, &mask, &old);
     for (int i = 0; i < vm->ncpus; i++) {
         err = pthread_create(&vm->vcpu[i].thread, NULL, vcpu_thread, &vm->vcpu[i]);

@@ -36,7 +36,7 @@ int vm_pause(struct vm *vm)
             if (v->run)
                 __atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
             if (v->thread_started)
-                pthread_kill(v->thread, SIGUSR1);
+                pthread_kill(v->thread, VCPU_KICK_SIGNAL);
         }
     }
     all = vm->nr_paused == vm->ncpus;

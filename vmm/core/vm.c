@@ -137,7 +137,7 @@ void vm_request_stop(struct vm *vm, enum vm_stop_reason reason)
         if (v->run)
             __atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
         if (v->thread_started && !pthread_equal(v->thread, pthread_self()))
-            pthread_kill(v->thread, SIGUSR1);
+            pthread_kill(v->thread, VCPU_KICK_SIGNAL);
     }
     (void)!write(vm->wake_fd, &one, sizeof(one));
 }

@@ -3,6 +3,7 @@
 #include "exitcode.h"
 #include "jail_root.h"
 #include "log.h"
+#include "run.h"
 #include "sandbox.h"
 #include "snapshot_mem.h"
 
@@ -227,8 +228,8 @@ static int child_code(int st)
     return EXIT_VMM_ERROR;
 }
 
-/* Supervisor: wait for the child, relaying SIGINT/SIGTERM/SIGHUP through the pipe. A child
- * that is gone already makes the relay fail with EPIPE (SIGPIPE is ignored): its SIGCHLD is
+/* Supervisor: wait for the child, relaying the signals of run_host_signals through the pipe. A
+ * child that is gone already makes the relay fail with EPIPE (SIGPIPE is ignored): its SIGCHLD is
  * next in the signalfd. */
 static int supervise(pid_t pid, int relay_fd, int sfd)
 {
@@ -305,10 +306,7 @@ int jail_enter(struct vm_config *cfg, int *code)
         goto undo;
     }
     have_tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &tty) == 0;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGHUP);
+    run_host_signals(cfg, &mask); /* relayed to the jailed ember */
     sigaddset(&mask, SIGCHLD);
     sigprocmask(SIG_BLOCK, &mask, NULL);
     pid = fork();

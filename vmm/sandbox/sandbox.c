@@ -120,7 +120,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
 
 static int close_stray_fds(const struct vm_config *cfg)
 {
-    int keep[CONFIG_MAX_NETS + 7], nkeep = 0;
+    int keep[CONFIG_MAX_NETS + 10], nkeep = 0;
     unsigned int from = 3;
 
     for (int i = 0; i < cfg->nr_nets; i++)
@@ -133,6 +133,14 @@ static int close_stray_fds(const struct vm_config *cfg)
             keep[nkeep++] = cfg->exec->out.fd;
         if (cfg->exec->err.fd > 2)
             keep[nkeep++] = cfg->exec->err.fd;
+        if (cfg->exec->ctl) { /* ember-oci: readiness and the exit record */
+            if (cfg->exec->ready_fd > 2)
+                keep[nkeep++] = cfg->exec->ready_fd;
+            if (cfg->exec->exit_fd > 2)
+                keep[nkeep++] = cfg->exec->exit_fd;
+            if (cfg->exec->disk_fd > 2)
+                keep[nkeep++] = cfg->exec->disk_fd;
+        }
     }
     if (cfg->snap && snapshot_memory_fd(cfg->snap) > 2) /* read before us (`ember exec`) */
         keep[nkeep++] = snapshot_memory_fd(cfg->snap);
@@ -210,6 +218,8 @@ unsigned sandbox_needs(const struct vm_config *cfg)
         needs |= cfg->net[i].backend == NET_USER ? SANDBOX_NEEDS_INET : SANDBOX_NEEDS_TAP;
     if (cfg->api_sock)
         needs |= SANDBOX_NEEDS_API;
+    if (cfg->exec && cfg->exec->ctl && cfg->exec->tty)
+        needs |= SANDBOX_NEEDS_TTY;
     return needs;
 }
 

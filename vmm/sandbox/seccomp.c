@@ -57,11 +57,11 @@ static void common(struct seccomp_builder *b, pid_t pid)
     ALLOW(b, gettimeofday);  /* the same through glib */
     ALLOW(b, getpid);        /* pthread_kill's tgkill */
     ALLOW(b, gettid);        /* pthread_kill */
-    /* SIGUSR1 kicks a vCPU out of KVM_RUN: to ember's own threads only. */
+    /* VCPU_KICK_SIGNAL kicks a vCPU out of KVM_RUN: to ember's own threads only. */
     seccomp_rule(b, SCMP_SYS(tgkill), 1,
                  (struct scmp_arg_cmp[]){SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)pid)});
     ALLOW(b, rt_sigprocmask);  /* pthread_kill blocks signals around the kick */
-    ALLOW(b, rt_sigreturn);    /* return from the SIGUSR1 kick handler */
+    ALLOW(b, rt_sigreturn);    /* return from the vCPU kick handler */
     ALLOW(b, restart_syscall); /* a call interrupted by a signal resumes */
     ALLOW(b, sched_yield);     /* spin-then-yield in glibc locks */
     ALLOW(b, exit);            /* a thread ends */
@@ -194,7 +194,7 @@ static void rebuild(struct seccomp_builder *b)
     ALLOW(b, clone);             /* vCPU threads (older glibc) */
     ALLOW(b, set_robust_list);   /* a new thread starts */
     ALLOW(b, rseq);              /* a new thread starts */
-    ALLOW(b, rt_sigaction);      /* the SIGUSR1 kick handler */
+    ALLOW(b, rt_sigaction);      /* the vCPU kick handler */
     ALLOW(b, sysinfo);           /* glib */
 }
 
@@ -238,13 +238,15 @@ static void loop(struct seccomp_builder *b, const struct sandbox_filter_opts *o)
     ALLOW(b, getrandom);                  /* slirp: TCP initial sequence numbers, glib */
     fcntl_flags(b);                /* slirp's sockets, files opened at run time: O_NONBLOCK */
     ALLOW_IOCTL(b, KVM_IRQ_LINE);  /* the UART's interrupt line, on console input */
-    ALLOW_IOCTL(b, KVM_IOEVENTFD); /* teardown: devices unregister their notifications */
+    ALLOW_IOCTL(b, KVM_IOEVENTFD); /* InterruptACK into KVM (and out at a reset); teardown */
     ALLOW_IOCTL(b, KVM_IRQFD);     /* teardown: devices unregister their interrupts */
     ALLOW_IOCTL(b, TCSETSW);       /* the terminal back through tcsetattr(TCSADRAIN) */
     if (o->needs & SANDBOX_NEEDS_API)
         control_socket(b);
     if (o->needs & SANDBOX_NEEDS_INET)
         inet_sockets(b);
+    if (o->needs & SANDBOX_NEEDS_TTY)
+        ALLOW_IOCTL(b, TIOCGWINSZ); /* ember-oci: the terminal's size, for the guest's pty */
     if (o->rebuild)
         rebuild(b);
     if (o->snapshot)

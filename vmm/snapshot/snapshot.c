@@ -332,10 +332,10 @@ static int decode_machine(struct snapshot *s, char *err, size_t n)
 
 /* The flags a snapshot's configuration may set (never --config, --restore or sockets). */
 static const char *const config_keys[] = {
-        "kernel",    "initrd", "cmdline",   "no-default-cmdline",
-        "cpus",      "memory", "hugepages", "console",
-        "disk",      "net",    "no-rng",    "boot-timer",
-        "on-reboot", "args",   NULL,
+        "kernel",    "initrd", "cmdline",        "no-default-cmdline",
+        "cpus",      "memory", "hugepages",      "console",
+        "disk",      "net",    "no-rng",         "boot-timer",
+        "on-reboot", "args",   "virtio-cmdline", NULL,
 };
 
 static int decode_config(struct snapshot *s, char *err, size_t n)
@@ -632,6 +632,7 @@ int snapshot_merge_config(struct snapshot *s, struct vm_config *cfg)
     TAKE("memory", memory);
     TAKE("console", console);
     TAKE("no-rng", no_rng);
+    TAKE("virtio-cmdline", virtio_cmdline);
 #undef TAKE
     if (!cli_flag_given(cfg, "args") && !cfg->nr_init_args) {
         cfg->init_args = b->init_args;

@@ -13,6 +13,8 @@ void cpuid_fixup(struct kvm_cpuid2 *cpuid, int index, int ncpus);
 
 /* Get KVM's supported CPUID (caller frees). NULL on failure (error printed). */
 struct kvm_cpuid2 *cpuid_supported(int kvm_fd);
+/* Add the CPUID bits KVM supports but leaves to the VMM to report (TSC-deadline timer). */
+void cpuid_vmm_features(struct kvm_cpuid2 *cpuid, int tsc_deadline);
 
 /* Write the GDT and identity-mapped page tables the boot protocol needs into guest memory. */
 int boot_tables_setup(struct guest_mem *gm, const struct boot_setup *bs);

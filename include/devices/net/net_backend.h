@@ -50,16 +50,21 @@ _Static_assert(sizeof(struct virtio_net_hdr_v1) == 12, "virtio_net_hdr_v1 layout
 #define NET_HDR_LEN   12u
 #define NET_MAX_FRAME 65550u /* 64 KiB GSO frame plus Ethernet and VLAN headers */
 #define NET_MIN_FRAME 14u    /* an Ethernet header */
+#define NET_IOV_MAX   64u    /* guest buffers one frame may come in or go to without a copy */
 
 struct net_be;
 
 struct net_be_ops {
     /* Send one frame: iov is [header, frame] when vnet_hdr, else the frame alone (one buffer
-     * for push backends). 0 or -errno (-EAGAIN: no room now; the device drops the frame). */
+     * for push backends). With tx_guest_iov the frame may come in up to NET_IOV_MAX pieces
+     * straight from guest memory, which the guest can change meanwhile: such a backend only
+     * copies it (the kernel does, for TAP), never parses it. 0 or -errno (-EAGAIN: no room
+     * now; the device drops the frame). */
     int (*send)(struct net_be *b, const struct iovec *iov, int iovcnt);
-    /* Pull backends (fd >= 0): read one frame, with the header in front when vnet_hdr. Its
-     * length, -EAGAIN when none is waiting, or another -errno (the backend is dead). */
-    ssize_t (*recv)(struct net_be *b, void *buf, size_t len);
+    /* Pull backends (fd >= 0): read one frame into iov (the header first when vnet_hdr; the
+     * device gives room for the largest frame, so none is cut). Its length, -EAGAIN when none
+     * is waiting, or another -errno (the backend is dead). */
+    ssize_t (*recv)(struct net_be *b, const struct iovec *iov, int iovcnt);
     /* The guest accepted these VIRTIO_NET_F_GUEST_* offloads (0 after a reset); may be NULL. */
     int (*set_offload)(struct net_be *b, uint64_t guest_features);
     /* Push backends: rx_paused went back to false; look at the host side again. May be NULL. */
@@ -76,6 +81,7 @@ struct net_be {
     const char *name;  /* for messages */
     int fd;            /* readable when recv has a frame; -1 for push backends */
     bool vnet_hdr;     /* frames carry a struct virtio_net_hdr_v1 both ways */
+    bool tx_guest_iov; /* send() takes frames straight from guest memory (see send) */
     uint64_t offloads; /* VIRTIO_NET_F_* offload bits the backend can honour (vnet_hdr only) */
     /* Set by the device. */
     void (*deliver)(void *opaque, const void *frame, size_t len);

@@ -2,8 +2,10 @@
 #ifndef EMBER_VIRTIO_H
 #define EMBER_VIRTIO_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -34,7 +36,8 @@ struct vm;
  * devices) to itself. virtq_pop enforces it. */
 #define VIRTQ_BUDGET      128
 #define VIRTQ_DESC_BUDGET 1024
-#define VIRTIO_MAX_QUEUES 8
+/* The exec ports with ember-oci's ctl port: 4 ports and the control port, 2 queues each. */
+#define VIRTIO_MAX_QUEUES 10
 #define VIRTIO_MMIO_SIZE  0x1000ULL /* one device's register window */
 
 /* One guest buffer of a descriptor chain, validated and translated to host memory. */
@@ -66,7 +69,11 @@ struct virtq {
     bool event_idx; /* VIRTIO_F_EVENT_IDX negotiated */
     bool indirect;  /* VIRTIO_F_INDIRECT_DESC negotiated */
     const struct guest_mem *mem;
-    int kick_fd; /* ioeventfd the guest's notifications arrive on */
+    /* Host views of the rings, from virtq_enable(): valid while ready (the transport freezes
+     * the size and ring addresses then, and guest RAM never moves). */
+    uint8_t *desc_host, *avail_host, *used_host;
+    uint16_t mapped_size; /* the size they were mapped for */
+    int kick_fd;          /* ioeventfd the guest's notifications arrive on */
     struct loop_handler kick;
     struct virtio_dev *dev;
     int index;
@@ -99,10 +106,17 @@ void virtq_rekick(struct virtq *q);
  * -EINVAL if head is not a descriptor index or the queue is not ready (e.g. after a reset:
  * a device must forget chains popped before it was reset, never push them). */
 int virtq_push(struct virtq *q, uint16_t head, uint32_t written);
+/* The same, but the guest sees it only at the next virtq_publish_used() (which
+ * virtio_notify_used() does): a batch of chains goes out with one used index store. */
+int virtq_add_used(struct virtq *q, uint16_t head, uint32_t written);
+void virtq_publish_used(struct virtq *q);
 /* Whether the guest wants an interrupt for what was pushed since the last one. */
 bool virtq_should_notify(struct virtq *q);
 /* Validate the ring addresses and size set by the driver; 0 or -EINVAL. */
 int virtq_check(const struct virtq *q);
+/* Validate the queue, map its rings and make it ready (indices as they are); 0 or -EINVAL
+ * (then the queue stays as it was). */
+int virtq_enable(struct virtq *q);
 /* Back to the reset state: not ready, size and ring addresses 0, indices 0, no features.
  * Keeps mem, dev, index and the kick eventfd. */
 void virtq_reset(struct virtq *q);
@@ -117,6 +131,33 @@ int virtq_used_chain(struct virtq *q, uint16_t back, struct virtq_chain *chain);
  * of that direction. Returns bytes copied. */
 size_t virtq_chain_read(const struct virtq_chain *c, size_t offset, void *dst, size_t len);
 size_t virtq_chain_write(const struct virtq_chain *c, size_t offset, const void *src, size_t len);
+/* Point iov at up to `len` bytes of a chain's readable (write false) or writable buffers, from
+ * byte `skip` of that direction, for I/O straight into or out of guest memory: the number of
+ * entries, or -E2BIG when it takes more than max. (Inline: it runs once per request.) */
+static inline int virtq_chain_iov(const struct virtq_chain *c, bool write, size_t skip, size_t len,
+                                  struct iovec *iov, int max)
+{
+    int n = 0;
+
+    for (uint32_t i = 0; i < c->nbufs && len > 0; i++) {
+        const struct virtq_buf *b = &c->buf[i];
+        size_t take;
+
+        if (b->write != write)
+            continue;
+        if (skip >= b->len) {
+            skip -= b->len;
+            continue;
+        }
+        if (n == max)
+            return -E2BIG;
+        take = b->len - skip < len ? b->len - skip : len;
+        iov[n++] = (struct iovec){(uint8_t *)b->host + skip, take};
+        len -= take;
+        skip = 0;
+    }
+    return n;
+}
 
 struct virtio_dev;
 
@@ -186,6 +227,15 @@ struct virtio_dev {
     uint32_t irq;
     unsigned slot; /* the machine's n-th virtio-mmio device (names), set by whoever places it */
     int irq_fd;    /* irqfd for the device's GSI */
+    /* InterruptACK in KVM: once the driver has shown it acknowledges exactly the status it
+     * read (devices/virtio/mmio.c), ack_fd takes its ACK writes without an exit to ember and
+     * status reads clear the bits instead; a reset goes back to the spec's way. */
+    int ack_fd;         /* eventfd KVM signals on an ACK write (never read), -1 without KVM */
+    bool ack_in_kvm;    /* ack_fd is registered: status reads clear */
+    bool ack_want;      /* what the loop should make ack_in_kvm */
+    bool isr_unacked;   /* learning: a non-zero status was read and not acknowledged yet */
+    uint32_t isr_read;  /* learning: that status */
+    uint8_t ack_streak; /* learning: reads acknowledged with exactly their value, in a row */
     /* Counters for metrics. */
     uint64_t stat_requests, stat_bytes, stat_errors;
     struct log_limit log_limit; /* messages the guest causes (log_guest) */

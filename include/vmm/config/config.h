@@ -89,7 +89,8 @@ struct vm_config {
     int nr_disks;
     struct net_config net[CONFIG_MAX_NETS];
     int nr_nets;
-    int no_rng; /* --no-rng: no virtio-rng device */
+    int no_rng;         /* --no-rng: no virtio-rng device */
+    int virtio_cmdline; /* --virtio-cmdline: virtio_mmio.device= for kernels without ACPI */
     int boot_timer;
     enum on_reboot on_reboot;
     char **init_args; /* after "--": the command the guest init runs */

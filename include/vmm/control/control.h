@@ -97,4 +97,14 @@ void control_drive_name(const struct vm_config *cfg, int i, char *buf, size_t n)
 /* qmp_commands.c: every pause completed (called from control_wake). */
 void control_pause_done(struct control *c);
 
+/* control_agent.c: ember-oci's guest agent (cfg->exec with the ctl port). */
+/* Follow the agent's state (control_open). */
+void control_agent_attach(struct control *c);
+/* Whether the socket serves a container: no command may rebuild the VM or open files. */
+int control_serves_container(const struct control *c);
+/* x-ember-start: start the workload; answered once it runs ({"pid": N}) or failed. */
+enum qmp_result control_cmd_start(struct control *c, struct qmp_request *req);
+/* x-ember-signal {"signal": N, "all": bool}: a signal for the workload (or every process). */
+enum qmp_result control_cmd_signal(struct control *c, struct qmp_request *req);
+
 #endif

@@ -26,6 +26,8 @@ struct guest_mem {
     uint64_t ram_size; /* sum of region sizes */
     void *mapping;     /* one mapping backing every region */
     size_t mapping_size;
+    void *below; /* the address space kept below it, unusable (see vmm/core/guest_mem.c) */
+    size_t below_size;
 };
 
 /* Map ram_size bytes of guest RAM at the layout's addresses (split around its hole when large).

@@ -3,6 +3,7 @@
 #define EMBER_VM_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -12,6 +13,9 @@
 #include "guest_mem.h"
 
 #define VM_MAX_CPUS 64
+/* Kicks a vCPU thread out of KVM_RUN. Not SIGUSR1/SIGUSR2: ember-oci forwards those to the
+ * container's workload, so they must reach the event loop's signalfd. */
+#define VCPU_KICK_SIGNAL (SIGRTMIN)
 
 /* Why the VM stopped; mapped to ember's exit code by the caller. */
 enum vm_stop_reason {

@@ -37,6 +37,7 @@ void sandbox_allow_snapshot(int on);
 #define SANDBOX_NEEDS_TAP  (1u << 1) /* --net tap=, tap-fd=: TAP frames and offloads */
 #define SANDBOX_NEEDS_INET (1u << 2) /* --net user: libslirp's Internet sockets */
 #define SANDBOX_NEEDS_API  (1u << 3) /* --api-sock: the control socket */
+#define SANDBOX_NEEDS_TTY  (1u << 4) /* ember-oci with a terminal: its size for the guest */
 unsigned sandbox_needs(const struct vm_config *cfg);
 
 /* The syscall allowlist of one thread kind as a libseccomp context (vmm/seccomp.c). */
