@@ -17,6 +17,7 @@ import os
 import pathlib
 import re
 import select
+import signal
 import statistics
 import subprocess
 import tempfile
@@ -138,6 +139,17 @@ def one(cmd, mem, trace=None, keep_output=False, timeout=300):
         res["output"] = out.decode(errors="replace")
         res["stderr"] = err
     return res
+
+
+def kill_groups(procs):
+    """SIGKILL each process's group (started with start_new_session) and reap it."""
+    for p in procs:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for p in procs:
+        p.wait()
 
 
 def stats(vals):

@@ -15,7 +15,6 @@ import os
 import pathlib
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -194,10 +193,5 @@ def clones_row(count=10):
         return {"ember": [{"total_mib": total, "per_clone_mib": total / count}],
                 "qemu": [{"total_mib": 2 * fresh / 1024}]}
     finally:
-        for p in procs:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.wait()
+        boot.kill_groups(procs)
         shutil.rmtree(tmp, ignore_errors=True)

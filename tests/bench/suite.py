@@ -32,7 +32,6 @@ import pathlib
 import platform
 import re
 import select
-import signal
 import subprocess
 import sys
 import tempfile
@@ -151,13 +150,7 @@ def density(vmm, n, timeout):
                 "rss_per_vm_mib": sum(rss) / 1024 / len(rss) if rss else None,
                 "mem_available_mib": before["MemAvailable"] / 1024}
     finally:
-        for p in procs:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        for p in procs:
-            p.wait()
+        boot.kill_groups(procs)
 
 
 def exec_row(n):
