@@ -5,8 +5,12 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #define HUGE_2M (2ULL << 20)
+/* At most this many of a snapshot file's holes become anonymous memory (each splits the
+ * mapping, and a process has a limited number of mappings); past it they stay file-backed. */
+#define MAX_ANON_HOLES 4096
 
 /* A 2 MiB-aligned stretch of address space for guest RAM: KVM maps guest RAM with 2 MiB pages
  * only where guest-physical and host-virtual addresses agree modulo 2 MiB (and the host backs
@@ -31,6 +35,33 @@ static uint8_t *reserve_aligned(struct guest_mem *gm, uint64_t size)
     }
     munmap(start + size, HUGE_2M - head);
     return start;
+}
+
+/* A snapshot's memory file leaves the guest's zero pages out (holes). Mapped from the file, a
+ * hole the guest touches costs a page of the file (on tmpfs, unreclaimable shmem charged to the
+ * VM's cgroup) and, written, an anonymous copy besides: twice the guest's memory at worst.
+ * Anonymous memory over each hole costs the one page. A failure leaves the hole file-backed. */
+static void holes_anonymous(uint8_t *p, uint64_t size, int fd)
+{
+    off_t at = 0, data;
+    int n = 0;
+
+    while (at < (off_t)size && n++ < MAX_ANON_HOLES) {
+        off_t hole = lseek(fd, at, SEEK_HOLE);
+
+        if (hole < 0 || hole >= (off_t)size)
+            return;
+        data = lseek(fd, hole, SEEK_DATA);
+        if (data < 0 || data > (off_t)size)
+            data = (off_t)size; /* ENXIO: a hole to the end of the file */
+        hole = (hole + 4095) & ~(off_t)4095;
+        data &= ~(off_t)4095;
+        if (data > hole &&
+            mmap(p + hole, (size_t)(data - hole), PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED)
+            return;
+        at = data > hole ? data : hole + 4096;
+    }
 }
 
 /* Anonymous RAM (fd < 0), or a private copy-on-write mapping of a snapshot's memory file. */
@@ -66,6 +97,8 @@ static int map_ram(struct guest_mem *gm, const struct guest_ram_layout *l, uint6
         memset(gm, 0, sizeof(*gm));
         return err;
     }
+    if (fd >= 0)
+        holes_anonymous(p, ram_size, fd);
     /* Guest RAM should never end up in a core dump of ember. */
     madvise(p, ram_size, MADV_DONTDUMP);
     gm->mapping = p;
