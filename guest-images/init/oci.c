@@ -70,6 +70,8 @@ struct agent {
     int in_open; // terminal mode: the stdin port still has input
     int status;  // shell-style, once it ended
     int done;
+    int lowmem;     // samples in a row with the guest's memory nearly gone (lowmem.c)
+    int oom_killed; // lowmem.c killed a process of the container
     char line[CTL_LINE_MAX];
     size_t line_len;
 };
@@ -331,12 +333,17 @@ int oci_main(int in_fd, int out_fd, int err_fd, char *spec, uint32_t len)
                                {.fd = sfd, .events = POLLIN},
                                {.fd = a.master, .events = POLLIN},
                                {.fd = a.in_open ? a.in_fd : -1, .events = POLLIN}};
-        if (poll(pf, 4, -1) < 0) {
+        int n = poll(pf, 4, a.pid > 0 ? OCI_LOWMEM_MS : -1);
+        if (n < 0) {
             if (errno == EINTR)
                 continue;
             fail("oci: poll: %s", strerror(errno));
             break;
         }
+        if (a.pid > 0 && oci_lowmem_check(&a.lowmem))
+            a.oom_killed = 1;
+        if (n == 0)
+            continue;
         if (pf[1].revents) {
             struct signalfd_siginfo si;
             while (read(sfd, &si, sizeof(si)) == sizeof(si))
@@ -360,6 +367,6 @@ int oci_main(int in_fd, int out_fd, int err_fd, char *spec, uint32_t len)
                 break;
         }
     }
-    ctl_send(CTL_EXIT " %d %d", a.status, oom_kills() > oom_before);
+    ctl_send(CTL_EXIT " %d %d", a.status, a.oom_killed || oom_kills() > oom_before);
     return a.status;
 }

@@ -57,5 +57,10 @@ int oci_open_pty(unsigned rows, unsigned cols, int *slave);
 // The ember-oci agent: set up, "ready", wait for "start", run the workload, relay signals and
 // (with a terminal) the pty, report its exit. Returns the shell-style status init exits with.
 int oci_main(int in_fd, int out_fd, int err_fd, char *spec, uint32_t len);
+// Called every OCI_LOWMEM_MS while the workload runs: when the guest's available memory stayed
+// below 1/32 of it (at least 4 MiB), SIGKILL the largest process, as the OOM killer would.
+// *below counts the samples in a row; returns 1 when it killed.
+#define OCI_LOWMEM_MS 100
+int oci_lowmem_check(int *below);
 
 #endif
