@@ -60,6 +60,8 @@ static pid_t largest_process(void)
 
 int oci_lowmem_check(int *below)
 {
+    static pid_t dying; // the last one killed, until its memory is gone (a zombie has none)
+    static int waited;  // samples spent waiting for it (bounded: its pid may be reused)
     static long long last_ms;
     struct timespec now;
     char buf[4096];
@@ -68,6 +70,14 @@ int oci_lowmem_check(int *below)
     if (ms - last_ms < OCI_LOWMEM_MS)
         return 0; // a busy relay wakes the loop far more often than that
     last_ms = ms;
+    if (dying > 0) {
+        char pid[16];
+        snprintf(pid, sizeof(pid), "%d", (int)dying);
+        if (resident_pages(pid) > 0 && ++waited < 50)
+            return 0; // one at a time, as the kernel's OOM killer waits for its victim
+        dying = 0;
+        waited = 0;
+    }
     if (read_file("/proc/meminfo", buf, sizeof(buf)))
         return 0;
     long total = meminfo_kib(buf, "MemTotal:"), avail = meminfo_kib(buf, "MemAvailable:");
@@ -82,6 +92,7 @@ int oci_lowmem_check(int *below)
     pid_t victim = largest_process();
     if (victim <= 0 || kill(victim, SIGKILL) != 0)
         return 0;
+    dying = victim;
     int kmsg = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
     if (kmsg >= 0) {
         dprintf(kmsg,
