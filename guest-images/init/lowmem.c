@@ -25,12 +25,12 @@ static long meminfo_kib(const char *buf, const char *key)
     return p ? strtol(p + strlen(key), NULL, 10) : -1;
 }
 
-// Resident pages of pid (from /proc/PID/statm), 0 if gone or a kernel thread.
-static long resident_pages(const char *pid)
+// Resident pages of pid (from /proc/PID/statm), 0 if gone, a zombie or a kernel thread.
+static long resident_pages(pid_t pid)
 {
-    char path[300], buf[128];
+    char path[64], buf[128];
     long size, rss;
-    snprintf(path, sizeof(path), "/proc/%s/statm", pid);
+    snprintf(path, sizeof(path), "/proc/%d/statm", (int)pid);
     if (read_file(path, buf, sizeof(buf)) || sscanf(buf, "%ld %ld", &size, &rss) != 2)
         return 0;
     return rss;
@@ -46,12 +46,13 @@ static pid_t largest_process(void)
     if (!d)
         return 0;
     while ((e = readdir(d))) {
-        if (!isdigit((unsigned char)e->d_name[0]) || strcmp(e->d_name, "1") == 0)
+        pid_t pid = (pid_t)strtol(e->d_name, NULL, 10);
+        if (!isdigit((unsigned char)e->d_name[0]) || pid == 1)
             continue; // init is this agent
-        long rss = resident_pages(e->d_name);
+        long rss = resident_pages(pid);
         if (rss > best) {
             best = rss;
-            victim = (pid_t)strtol(e->d_name, NULL, 10);
+            victim = pid;
         }
     }
     closedir(d);
@@ -71,9 +72,7 @@ int oci_lowmem_check(int *below)
         return 0; // a busy relay wakes the loop far more often than that
     last_ms = ms;
     if (dying > 0) {
-        char pid[16];
-        snprintf(pid, sizeof(pid), "%d", (int)dying);
-        if (resident_pages(pid) > 0 && ++waited < 50)
+        if (resident_pages(dying) > 0 && ++waited < 50)
             return 0; // one at a time, as the kernel's OOM killer waits for its victim
         dying = 0;
         waited = 0;
